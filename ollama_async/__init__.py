@@ -1,0 +1,90 @@
+"""ollama-async: the async Python client for the Ollama HTTP API.
+
+A drop-in for ``ollama.AsyncClient`` (same methods, parameters, response types and exceptions)
+built for concurrent work: one connection pool, in-flight limits per model that mirror the
+server's slots, retries with backoff, streams that let go of their connection the moment you
+stop, and a batch engine for millions of items.
+"""
+
+from ._client import AsyncClient
+from ._errors import (
+    ClientClosedError,
+    EventLoopError,
+    IncompleteStreamError,
+    ModelNotFoundError,
+    OllamaConnectionError,
+    OllamaError,
+    OllamaTimeoutError,
+    RequestError,
+    ResponseError,
+    ServerBusyError,
+    StreamError,
+    StructuredOutputError,
+)
+from ._limits import LimitStats
+from ._streaming import Stream
+from ._tools import tool_from_callable
+from ._transport import DEFAULT_TIMEOUT, RetryPolicy
+from ._types import (
+    ChatResponse,
+    EmbeddingsResponse,
+    EmbedResponse,
+    GenerateResponse,
+    Image,
+    ListResponse,
+    Logprob,
+    Message,
+    ModelDetails,
+    Options,
+    ProcessResponse,
+    ProgressResponse,
+    ShowResponse,
+    StatusResponse,
+    TokenLogprob,
+    Tool,
+    VersionResponse,
+    WebFetchResponse,
+    WebSearchResponse,
+)
+from ._version import __version__
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "AsyncClient",
+    "ChatResponse",
+    "ClientClosedError",
+    "EmbedResponse",
+    "EmbeddingsResponse",
+    "EventLoopError",
+    "GenerateResponse",
+    "Image",
+    "IncompleteStreamError",
+    "LimitStats",
+    "ListResponse",
+    "Logprob",
+    "Message",
+    "ModelDetails",
+    "ModelNotFoundError",
+    "OllamaConnectionError",
+    "OllamaError",
+    "OllamaTimeoutError",
+    "Options",
+    "ProcessResponse",
+    "ProgressResponse",
+    "RequestError",
+    "ResponseError",
+    "RetryPolicy",
+    "ServerBusyError",
+    "ShowResponse",
+    "StatusResponse",
+    "Stream",
+    "StreamError",
+    "StructuredOutputError",
+    "TokenLogprob",
+    "Tool",
+    "VersionResponse",
+    "WebFetchResponse",
+    "WebSearchResponse",
+    "__version__",
+    "tool_from_callable",
+]

@@ -1,0 +1,194 @@
+"""Streamed replies: NDJSON lines → typed parts, and a stream object that lets go at once.
+
+A :class:`Stream` is what ``await client.chat(..., stream=True)`` returns. Iterating it sends the
+request (as the official client does: nothing is sent until the first ``async for`` step) and
+yields one typed part per line. It hands its connection (and its server slot) back the moment the
+caller stops:
+
+- at the end, after the ``done`` line;
+- on ``break``: the iterator the ``async for`` holds is the only strong reference to the
+  generator that owns the connection, so dropping it finalises the generator right away, even
+  when the caller keeps the ``Stream`` in a variable (the official client keeps the connection
+  until that variable dies);
+- on cancellation or an exception: the generator's ``finally`` closes the response, shielded from
+  the cancellation;
+- on ``await stream.aclose()`` or leaving ``async with stream:``.
+
+Errors are typed: an ``{"error": ...}`` line raises :class:`~ollama_async.StreamError`, a stream
+that ends before its final line raises :class:`~ollama_async.IncompleteStreamError`; blank lines
+are skipped. Failures before the first part is handed out are retried like any request.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from types import TracebackType
+from typing import Generic, TypeVar
+
+import anyio
+import httpx
+import pydantic
+
+from ._errors import IncompleteStreamError, StreamError
+from ._transport import Call, Transport, _short
+
+__all__ = ["Stream", "iter_lines", "iter_parts"]
+
+T = TypeVar("T")
+
+
+async def iter_lines(response: httpx.Response) -> AsyncIterator[bytes]:
+    """Split a response body into lines; blank lines are dropped, ``\\r\\n`` tolerated.
+
+    A line may be megabytes long (a final chunk's ``context``): pieces are gathered in a
+    bytearray, so a long line costs linear time, never quadratic.
+    """
+    pending = bytearray()
+    async for chunk in response.aiter_bytes():
+        start = 0
+        newline = chunk.find(b"\n")
+        while newline >= 0:
+            if pending:
+                pending += chunk[start:newline]
+                line = bytes(pending)
+                pending.clear()
+            else:
+                line = chunk[start:newline]
+            if line and not line.isspace():
+                yield line
+            start = newline + 1
+            newline = chunk.find(b"\n", start)
+        if start < len(chunk):
+            pending += chunk[start:]
+    if pending and not pending.isspace():
+        yield bytes(pending)
+
+
+def _in_band_error(line: bytes) -> str | None:
+    """The text of an ``{"error": ...}`` line, else None (cheap substring test first)."""
+    if b'"error"' not in line:
+        return None
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    if isinstance(obj, dict) and "error" in obj:
+        return str(obj["error"])
+    return None
+
+
+async def iter_parts(
+    transport: Transport,
+    call: Call,
+    decode: Callable[[bytes], T],
+    is_final: Callable[[T], bool],
+) -> AsyncGenerator[T, None]:
+    """Send ``call`` and yield its decoded parts; see the module docstring for the guarantees."""
+    url = transport.url(call.path)
+    attempt = 0
+    while True:
+        response, lease = await transport.open(call, stream=True)
+        handed = 0
+        final = False
+        server_ns: int | None = None
+        retry_delay: float | None = None
+        try:
+            try:
+                async for line in iter_lines(response):
+                    error = _in_band_error(line)
+                    if error is not None:
+                        raise StreamError(
+                            error, chunks_received=handed, method=call.method, url=url, model=call.model
+                        )
+                    try:
+                        part = decode(line)
+                    except pydantic.ValidationError as exc:
+                        raise StreamError(
+                            f"invalid line in stream: {_short(exc)}; line starts {line[:120]!r}",
+                            chunks_received=handed, method=call.method, url=url, model=call.model,
+                        ) from exc
+                    if is_final(part):
+                        final = True
+                        server_ns = getattr(part, "total_duration", None)
+                    handed += 1
+                    yield part
+            except httpx.TransportError as exc:
+                if handed == 0 and call.retryable and attempt < transport.retry.max_retries and not isinstance(
+                    exc, httpx.TimeoutException
+                ):
+                    attempt += 1
+                    retry_delay = transport.retry.delay(attempt)
+                elif isinstance(exc, httpx.TimeoutException):
+                    raise transport.map_transport_error(exc, call) from exc
+                else:
+                    raise IncompleteStreamError(
+                        f"stream broke after {handed} parts without its final line: {type(exc).__name__}: {exc}",
+                        chunks_received=handed, method=call.method, url=url, model=call.model,
+                    ) from exc
+            else:
+                if not final:
+                    raise IncompleteStreamError(
+                        f"stream ended after {handed} parts without its final line (done)",
+                        chunks_received=handed, method=call.method, url=url, model=call.model,
+                    )
+                return
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+            if lease is not None:
+                lease.release(server_ns=server_ns)
+        if retry_delay is not None:
+            await anyio.sleep(retry_delay)
+
+
+class Stream(Generic[T], AsyncIterator[T]):
+    """The parts of one streamed reply. Iterate it once; it closes itself when you stop.
+
+    Also an async context manager (``async with await client.chat(..., stream=True) as s``) and
+    closable with :meth:`aclose`.
+    """
+
+    def __init__(self, factory: Callable[[], AsyncGenerator[T, None]]) -> None:
+        self._factory = factory
+        self._gen: AsyncGenerator[T, None] | None = None  # strong: only when driven by __anext__
+        self._weak: weakref.ref[AsyncGenerator[T, None]] | None = None
+        self._used = False
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        if self._gen is not None:
+            return self._gen
+        if self._used:
+            raise RuntimeError("a Stream can be iterated only once")
+        self._used = True
+        gen = self._factory()
+        self._weak = weakref.ref(gen)
+        return gen
+
+    async def __anext__(self) -> T:
+        if self._gen is None:
+            if self._used:
+                raise RuntimeError("a Stream can be iterated only once")
+            self._used = True
+            self._gen = self._factory()
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection now. Safe to call more than once."""
+        self._used = True
+        gen = self._gen if self._gen is not None else (self._weak() if self._weak is not None else None)
+        if gen is not None:
+            await gen.aclose()
+
+    async def __aenter__(self) -> Stream[T]:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "unstarted" if not self._used else "started"
+        return f"<Stream {state}>"

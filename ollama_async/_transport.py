@@ -1,0 +1,318 @@
+"""The path of a request: limit → send → retry → map errors → decode.
+
+One :class:`Transport` per client owns the single ``httpx.AsyncClient`` connection pool, the
+timeouts, the retry policy and the translation of every failure into the library's exceptions.
+Endpoint methods (``_client.py``) only build a :class:`Call` and say how to decode the reply;
+streamed replies are read by ``_streaming.py`` on top of :meth:`Transport.open`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import random
+import sys
+import time
+from collections.abc import AsyncIterable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+import pydantic
+
+from ._errors import (
+    CONNECTION_ERROR_MESSAGE,
+    ClientClosedError,
+    EventLoopError,
+    ModelNotFoundError,
+    OllamaConnectionError,
+    OllamaTimeoutError,
+    ResponseError,
+    ServerBusyError,
+)
+from ._limits import Lease, Limits
+
+__all__ = ["DEFAULT_TIMEOUT", "Call", "RetryPolicy", "Transport"]
+
+T = TypeVar("T")
+
+#: Connect fast, but let a read wait through a model load of minutes (OLLAMA_LOAD_TIMEOUT is 5m,
+#: and generate/chat headers arrive only with the first token). No pool timeout: the limiter
+#: already bounds what waits for a connection.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=None)
+
+TimeoutInput = float | httpx.Timeout | None
+
+#: Pool sized for high fan-out against one host; connections are kept alive between requests.
+DEFAULT_POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0)
+
+Body = bytes | Callable[[], AsyncIterable[bytes]] | None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """What is retried, how often, and how long to wait in between.
+
+    Only failures before anything of the response reached the caller are retried: connection
+    errors and the statuses that say "not now" (429, 502, 503, 504), with exponential backoff and
+    jitter, honouring ``Retry-After``. Never 400/404/500: the same request would fail again.
+    """
+
+    max_retries: int = 2
+    backoff_base: float = 0.5
+    backoff_max: float = 8.0
+    retry_after_max: float = 60.0
+    retry_statuses: frozenset[int] = field(default_factory=lambda: frozenset({429, 502, 503, 504}))
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.retry_after_max)
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
+        return float(ceiling * random.uniform(0.5, 1.0))
+
+
+@dataclass
+class Call:
+    """One request to make: what the endpoint method built, and how the transport treats it."""
+
+    method: str
+    path: str
+    body: Body = None
+    model: str | None = None  # the model whose slot the request needs (None: not limited)
+    timeout: Any = None  # httpx timeout for this call; ``_NO_OVERRIDE`` keeps the client's
+    retryable: bool = True
+    headers: Mapping[str, str] | None = None
+
+
+class _NoOverride:
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Any = _NoOverride()
+
+
+def _loop_token() -> object:
+    """The running event loop (asyncio) or trio run, whichever the caller is in."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        trio = sys.modules.get("trio")
+        if trio is None:
+            raise
+        return trio.lowlevel.current_trio_token()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
+
+_RETRYABLE_TRANSPORT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
+
+
+class Transport:
+    """The connection pool and everything between building a request and holding its reply."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        http_client: httpx.AsyncClient | None,
+        timeout: TimeoutInput,
+        retry: RetryPolicy,
+        headers: Mapping[str, str],
+        auth: httpx.Auth | None,
+        limits: Limits,
+        httpx_kwargs: Mapping[str, Any],
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry
+        self.limits = limits
+        self._auth = auth
+        self._owns_http = http_client is None
+        if http_client is None:
+            kwargs: dict[str, Any] = {"follow_redirects": True, "limits": DEFAULT_POOL_LIMITS}
+            kwargs.update(httpx_kwargs)
+            http_client = httpx.AsyncClient(timeout=timeout, headers=dict(headers), **kwargs)
+            self._headers: dict[str, str] | None = None
+        else:
+            self._headers = dict(headers)  # a caller's client: send ours per request
+        self.http = http_client
+        self._loop: object | None = None
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the pool (not a pool the caller injected: that one is theirs)."""
+        self._closed = True
+        if self._owns_http:
+            await self.http.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise ClientClosedError("this AsyncClient is closed; create a new one")
+        token = _loop_token()
+        if self._loop is None:
+            self._loop = token
+        elif token is not self._loop:
+            raise EventLoopError(
+                "this AsyncClient's connections belong to another event loop than the one running "
+                "now; create one AsyncClient per event loop (e.g. inside the async function or fixture "
+                "that uses it)"
+            )
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def _build(self, call: Call) -> httpx.Request:
+        body = call.body
+        content: Any = body() if callable(body) else body
+        headers = self._headers
+        if call.headers:
+            headers = {**(headers or {}), **call.headers}
+        if call.timeout is NOT_GIVEN:
+            return self.http.build_request(call.method, self.url(call.path), content=content, headers=headers)
+        return self.http.build_request(
+            call.method, self.url(call.path), content=content, headers=headers, timeout=call.timeout
+        )
+
+    async def open(self, call: Call, *, stream: bool) -> tuple[httpx.Response, Lease | None]:
+        """Send ``call`` until it gets a non-error status; return the response and its slot.
+
+        With ``stream=False`` the body has been read; otherwise the caller reads it and must
+        close the response and release the lease. Raises the mapped error once retries are spent.
+        """
+        self._check_usable()
+        policy = self.retry
+        limiter = self.limits.for_model(call.model) if call.model else None
+        attempt = 0
+        while True:
+            lease = await limiter.acquire() if limiter is not None else None
+            try:
+                response = await self.http.send(self._build(call), stream=stream, auth=self._auth)
+            except httpx.TransportError as exc:
+                if lease is not None:
+                    lease.release()
+                if call.retryable and attempt < policy.max_retries and isinstance(exc, _RETRYABLE_TRANSPORT):
+                    attempt += 1
+                    await anyio.sleep(policy.delay(attempt))
+                    continue
+                raise self.map_transport_error(exc, call) from exc
+            except BaseException:
+                if lease is not None:
+                    lease.release()
+                raise
+            status = response.status_code
+            if status < 400:
+                return response, lease
+            try:
+                if stream:
+                    with anyio.CancelScope(shield=True):
+                        await response.aread()
+            except httpx.TransportError:
+                pass
+            finally:
+                if stream:
+                    with anyio.CancelScope(shield=True):
+                        await response.aclose()
+                if lease is not None:
+                    lease.release(busy=status == 503)
+            if call.retryable and attempt < policy.max_retries and status in policy.retry_statuses:
+                attempt += 1
+                delay = policy.delay(attempt, _retry_after(response))
+                if status == 503 and limiter is not None:
+                    limiter.busy(delay)
+                await anyio.sleep(delay)
+                continue
+            raise self.status_error(response, call)
+
+    async def request(self, call: Call, decode: Callable[[bytes], T]) -> T:
+        """A whole (non-streamed) request: send with retries, then decode the body in one pass."""
+        response, lease = await self.open(call, stream=False)
+        server_ns = None
+        try:
+            result = decode(response.content)
+            server_ns = getattr(result, "total_duration", None)
+            return result
+        except (pydantic.ValidationError, ValueError) as exc:
+            raise ResponseError(
+                f"invalid response body: {_short(exc)}; body starts {response.content[:200]!r}",
+                response.status_code,
+                method=call.method,
+                url=self.url(call.path),
+                model=call.model,
+            ) from exc
+        finally:
+            if lease is not None:
+                lease.release(server_ns=server_ns)
+
+    # -- error mapping ------------------------------------------------------------------------
+
+    def status_error(self, response: httpx.Response, call: Call) -> ResponseError:
+        """The exception for an error status, carrying the server's text and the request."""
+        status = response.status_code
+        text = response.text or httpx.codes.get_reason_phrase(status)
+        cls = ResponseError
+        if status == 503:
+            cls = ServerBusyError
+        elif status == 404 and "not found" in text and text.lstrip().startswith("{"):
+            cls = ModelNotFoundError
+        return cls(text, status, method=call.method, url=self.url(call.path), model=call.model)
+
+    def map_transport_error(self, exc: httpx.TransportError, call: Call) -> Exception:
+        url = self.url(call.path)
+        if isinstance(exc, httpx.TimeoutException):
+            phase = {
+                httpx.ConnectTimeout: "connect",
+                httpx.ReadTimeout: "read",
+                httpx.WriteTimeout: "write",
+                httpx.PoolTimeout: "pool",
+            }.get(type(exc), "read")
+            return OllamaTimeoutError(
+                f"{phase} timeout after {_timeout_of(exc, phase)}", phase=phase, method=call.method, url=url,
+                model=call.model,
+            )
+        if isinstance(exc, httpx.ConnectError):
+            return OllamaConnectionError(f"{CONNECTION_ERROR_MESSAGE} ({exc or type(exc).__name__})",
+                                         method=call.method, url=url)
+        return OllamaConnectionError(f"connection to {self.base_url} failed: {type(exc).__name__}: {exc}",
+                                     method=call.method, url=url)
+
+
+def _timeout_of(exc: httpx.TimeoutException, phase: str) -> str:
+    try:
+        value = exc.request.extensions.get("timeout", {}).get(phase)
+    except RuntimeError:
+        value = None
+    return f"{value:g}s" if isinstance(value, (int, float)) and math.isfinite(value) else "the configured limit"
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, pydantic.ValidationError):
+        errors = exc.errors(include_url=False)
+        if not errors:
+            return str(exc)
+        first = errors[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        return f"{loc or 'body'}: {first['msg']}" + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "")
+    return str(exc)

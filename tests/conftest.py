@@ -1,0 +1,41 @@
+"""Shared test configuration.
+
+Async tests use anyio's pytest plugin (``@pytest.mark.anyio``); ``anyio_backend`` is asyncio
+unless a module parametrises it (client loopback tests also run under trio).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+from collections.abc import Iterator  # noqa: E402
+
+from ollama_async.testing import ModelSpec, Simulator  # noqa: E402
+
+GEN = "llama3.2"
+EMB = "nomic-embed-text"
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    """A simulator on a free loopback port: a 4-slot generate model and an embed model."""
+    with Simulator(
+        models=[
+            ModelSpec(name=GEN, kind="generate", slots=4, tokens=6),
+            ModelSpec(name=EMB, kind="embed", dim=32),
+        ],
+        seed=0,
+    ) as server:
+        yield server
+
+
+def active_connections(client: object) -> int:
+    """Connections of the client's httpcore pool that are busy with a request right now."""
+    pool = client.http_client._transport._pool  # type: ignore[attr-defined]
+    return sum(1 for conn in pool.connections if not conn.is_idle() and not conn.is_closed())
