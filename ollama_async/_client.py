@@ -106,8 +106,11 @@ class AsyncClient:
         headers: extra headers for every request.
         http_client: your own ``httpx.AsyncClient`` (its transport, proxies, limits); it is not
             closed by :meth:`aclose`.
-        concurrency: the bound on requests in flight per model (an int or ``{model: int}``);
-            default ``OLLAMA_NUM_PARALLEL`` from the environment, else no client-side bound.
+        concurrency: the bound on requests in flight per model: an int, ``"auto"`` (adaptive:
+            found from the server's own timings) or ``{model: int | "auto"}``; default
+            ``OLLAMA_NUM_PARALLEL`` from the environment, else adaptive. Embedding-only models get
+            1 (the server gives them one slot) unless named in the mapping.
+        max_concurrency: the most the adaptive mode may ever send at once per model (default 64).
         httpx_kwargs: passed to ``httpx.AsyncClient`` (``verify=``, ``proxy=``, ...).
 
     ``OLLAMA_API_KEY``, when set, is sent as ``Authorization: Bearer`` to the configured host only.
@@ -122,6 +125,7 @@ class AsyncClient:
         headers: Mapping[str, str] | None = None,
         http_client: httpx.AsyncClient | None = None,
         concurrency: ConcurrencyInput = None,
+        max_concurrency: int | None = None,
         follow_redirects: bool = True,
         **httpx_kwargs: Any,
     ) -> None:
@@ -144,7 +148,7 @@ class AsyncClient:
             retry=RetryPolicy(max_retries=max_retries),
             headers=merged,
             auth=auth,
-            limits=Limits(concurrency),
+            limits=Limits(concurrency, max_concurrency=max_concurrency),
             httpx_kwargs={"follow_redirects": follow_redirects, **httpx_kwargs},
         )
         self._call_timeout: Any = NOT_GIVEN

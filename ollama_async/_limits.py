@@ -3,26 +3,62 @@
 Ollama decodes ``OLLAMA_NUM_PARALLEL`` requests per loaded model at once and queues the rest in
 an unbounded FIFO. Sending more than that does not go faster; it only moves the queue into the
 server, where the caller cannot see it, and ends in 503s when models must load. So every
-generate/chat/embed call of an :class:`~ollama_async.AsyncClient` takes a slot here first.
+generate/chat/embed call of an :class:`~ollama_async.AsyncClient` takes a slot here first, and the
+time spent waiting for it is measured (``client.limits.stats()``).
 
-The bound per model comes from ``concurrency=`` (an int, or a mapping per model), else from
-``OLLAMA_NUM_PARALLEL`` in the environment; ``None`` everywhere means no client-side bound.
+Where the bound of a model comes from, first match wins:
+
+1. ``concurrency={"model": n}`` (or ``{"model": "auto"}``): an explicit per-model setting;
+2. an embedding-only model (found out once per model from ``/api/show`` capabilities, the first
+   time it is called through ``/api/embed`` or ``/api/embeddings``): 1, since the server forces
+   one slot for those;
+3. ``concurrency=n``: a fixed bound for every model;
+4. ``concurrency="auto"``: adaptive (below);
+5. ``OLLAMA_NUM_PARALLEL`` from the environment (client and server on one machine);
+6. adaptive, the default.
+
+Adaptive mode (:class:`AdaptiveController`) starts at 2 in flight and looks for the server's
+effective parallelism from its own timings; ``max_concurrency`` caps it (default 64).
 
 A 503 (the server's pending queue is full) closes a per-model *gate* for the backoff delay, so
-that every request for that model waits once, together, instead of each retrying on its own.
+that every request for that model waits once, together, instead of each retrying on its own; in
+adaptive mode it also halves the bound.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 
-__all__ = ["Lease", "LimitStats", "Limits", "ModelLimiter", "model_key"]
+if TYPE_CHECKING:
+    from ._transport import Call, Transport
+
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
+    "AdaptiveController",
+    "ConcurrencyInput",
+    "Lease",
+    "LimitStats",
+    "Limits",
+    "ModelLimiter",
+    "Sample",
+    "model_key",
+]
+
+#: Adaptive mode never goes above this unless ``max_concurrency=`` says otherwise.
+DEFAULT_MAX_CONCURRENCY = 64
+
+Bound = int | Literal["auto"]
+ConcurrencyInput = int | Literal["auto"] | Mapping[str, Bound] | None
+
+_EMBED_PATHS = frozenset({"/api/embed", "/api/embeddings"})
 
 
 def model_key(model: str) -> str:
@@ -31,11 +67,159 @@ def model_key(model: str) -> str:
     return model if ":" in name else f"{model}:latest"
 
 
+# -- the adaptive controller (pure: no clock, no I/O, so it is testable with a synthetic server) --
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What one finished request tells the controller. Times in seconds.
+
+    ``level`` is the number in flight when the request was admitted (itself included), ``wall``
+    the client's time from admission to release, ``queue`` the server's slot wait
+    (``total - load - prompt_eval - eval``; ``None`` when the reply has no such breakdown, as
+    embed replies and stream leases). ``settled`` is False for a request admitted while requests
+    of an older bound were still in flight: it measures the change, not the bound, and is skipped.
+    ``full`` says the request found the bound full (it had to wait, or others were waiting):
+    demand exceeded the bound, so more in flight could have been used.
+    """
+
+    level: int
+    wall: float
+    queue: float | None = None
+    settled: bool = True
+    full: bool = True
+
+
+class AdaptiveController:
+    """Finds the in-flight bound that gives the most throughput, from completed requests.
+
+    Decisions are made once per *window*: ``max(4, limit)`` requests admitted under the current
+    bound once the requests of older bounds were gone (the others measure the transition).
+
+    - **Server queueing** (the replies' ``queue``): if on average half a request or more waited
+      for a slot inside the server, the client sends more than the server has slots. By Little's
+      law, ``level * (1 - queue/wall)`` requests in flight keep the server's slots just full,
+      round trips included: go straight to that (rounded up, so a slot that would idle during
+      the round trip gets one request pipelined).
+    - **Throughput gradient**: throughput per bound (``level / wall``, Little's law on the client
+      side) is remembered as a moving average per bound. A bound must beat the next lower one
+      visited by min(5 %, a quarter of the proportional gain), else (two windows in a row) it
+      steps back there: when only latency grows (hardware saturated before the slots are), more
+      in flight is not worth it. This rule also covers replies without a queue breakdown.
+    - **Growth**, while demand fills the bound: x2 per window at first (slow start, like TCP's;
+      it may overshoot to twice the slots for one window), then +1 probes. After a decrease it
+      waits 2, 4, 8, then 16 windows before probing again, so the bound sits at the optimum and
+      only now and then probes one above it.
+    - **503**: halve at once (once per bound).
+    """
+
+    def __init__(
+        self, *, initial: int = 2, maximum: int = DEFAULT_MAX_CONCURRENCY, minimum: int = 1,
+        window: int = 4, growth: float = 2.0, tolerance: float = 0.25,
+    ) -> None:
+        self.minimum = max(1, minimum)
+        self.maximum = max(self.minimum, maximum)
+        self.limit = min(max(initial, self.minimum), self.maximum)
+        self.epoch = 0  # bumped on every change; a sample counts only for the bound it ran under
+        self.adjustments = 0
+        self._window = window
+        self._growth = growth
+        self._tolerance = tolerance
+        self._samples: list[Sample] = []
+        self._slow_start = True
+        self._throughput: dict[int, float] = {}  # bound -> moving average of requests/s
+        self._hold = 0  # windows to wait before the next increase
+        self._fails = 0  # decreases since the last increase that held: doubles the hold
+        self._strikes = 0  # consecutive windows that did not beat the next lower bound
+        self._busy_from = 0  # 503s of requests admitted before this epoch were already acted on
+
+    def observe(self, epoch: int, sample: Sample) -> bool:
+        """Take one completed request's sample; True when the limit changed."""
+        if epoch != self.epoch or not sample.settled:
+            return False
+        self._samples.append(sample)
+        if len(self._samples) < max(self._window, self.limit):
+            return False
+        samples, self._samples = self._samples, []
+        return self._decide(samples)
+
+    def busy(self, epoch: int) -> bool:
+        """The server answered 503 to a request admitted in ``epoch``: halve (once)."""
+        if epoch < self._busy_from:
+            return False
+        changed = self._decrease(self.limit // 2)
+        self._busy_from = self.epoch
+        return changed
+
+    def _decide(self, samples: list[Sample]) -> bool:
+        n, limit = len(samples), self.limit
+        wall = sum(s.wall for s in samples) / n
+        if wall <= 0:
+            return False
+        saturated = sum(1 for s in samples if s.full) * 2 >= n
+        # Requests in flight on average: the bound itself while demand keeps it full.
+        level = limit if saturated else sum(s.level for s in samples) / n
+        if all(s.queue is not None for s in samples):
+            share = min(1.0, sum(s.queue or 0.0 for s in samples) / (wall * n))
+            target = math.ceil(level * (1.0 - share) - 0.1)
+            if level * share >= 0.5 and target < limit:
+                return self._decrease(target)
+        if not saturated:
+            return False  # demand below the bound: nothing to learn about more or less
+        known = self._throughput.get(limit)
+        x = level / wall if known is None else 0.7 * known + 0.3 * level / wall
+        self._throughput[limit] = x
+        lower = max((b for b in self._throughput if b < limit), default=None)
+        if lower is not None:
+            needed = 1.0 + min(0.05, self._tolerance * (limit - lower) / lower)
+            if x < self._throughput[lower] * needed:
+                self._strikes += 1
+                if self._strikes >= 2:  # two windows in a row: not one noisy window
+                    return self._decrease(lower)
+                return False
+            self._strikes = 0
+            if known is None:
+                self._fails = 0  # a new, higher bound paid off
+        if self._hold > 0 or limit >= self.maximum:
+            self._hold = max(0, self._hold - 1)
+            return False
+        if self._slow_start:
+            return self._set(math.ceil(limit * self._growth))
+        self._hold = 1  # judge a probe again on a settled window before going further
+        return self._set(limit + 1)
+
+    def _decrease(self, target: int) -> bool:
+        self._slow_start = False
+        self._fails += 1
+        self._hold = min(2**self._fails, 16)
+        return self._set(min(target, self.limit - 1))
+
+    def _set(self, limit: int) -> bool:
+        limit = min(max(limit, self.minimum), self.maximum)
+        self._samples = []
+        self._strikes = 0
+        if limit == self.limit:
+            return False
+        self.limit = limit
+        self.epoch += 1
+        self.adjustments += 1
+        return True
+
+
+# -- the limiter of one model -------------------------------------------------------------------
+
+
 @dataclass
 class LimitStats:
-    """What the limiter of one model saw. Times in seconds."""
+    """What the limiter of one model saw. Times in seconds.
 
-    limit: float
+    ``limit`` is the bound now; ``mode`` says where it comes from: ``"fixed"`` (an int, per model
+    or for all, or ``OLLAMA_NUM_PARALLEL``), ``"adaptive"`` or ``"embed-only"``.
+    ``wait_*`` is time spent in the client waiting for a slot (and for a 503 gate).
+    """
+
+    limit: int
+    mode: str = "fixed"
     in_flight: int = 0
     max_in_flight: int = 0
     waiting: int = 0
@@ -43,74 +227,114 @@ class LimitStats:
     wait_total: float = 0.0
     wait_max: float = 0.0
     busy_signals: int = 0
+    adjustments: int = 0
 
     @property
     def wait_mean(self) -> float:
         return self.wait_total / self.acquired if self.acquired else 0.0
 
 
+def _timings(reply: object) -> tuple[int | None, int | None]:
+    """``(total_duration, queue_duration)`` of a reply, in ns; queue only for generate/chat."""
+    total = getattr(reply, "total_duration", None)
+    if not isinstance(total, int):
+        return None, None
+    if getattr(reply, "eval_duration", None) is None and getattr(reply, "prompt_eval_duration", None) is None:
+        return total, None  # embed replies have no breakdown: total - load is not a queue wait
+    queue = getattr(reply, "queue_duration", None)
+    return total, queue if isinstance(queue, int) else None
+
+
 class Lease:
     """One slot, held from before the request is sent until its response is finished."""
 
-    __slots__ = ("_limiter", "_released", "_token", "started", "waited")
+    __slots__ = ("_limiter", "_released", "_token", "epoch", "full", "level", "settled", "started", "waited")
 
-    def __init__(self, limiter: ModelLimiter, token: object, waited: float) -> None:
+    def __init__(self, limiter: ModelLimiter, token: object, waited: float, level: int, epoch: int) -> None:
         self._limiter = limiter
         self._token = token
         self._released = False
         self.waited = waited
+        self.level = level
+        self.epoch = epoch
+        self.settled = True
+        self.full = False
         self.started = time.monotonic()
 
-    def release(self, *, server_ns: int | None = None, busy: bool = False) -> None:
-        """Give the slot back. Idempotent. ``server_ns`` is the reply's ``total_duration``."""
+    def release(
+        self, *, server_ns: int | None = None, queue_ns: int | None = None, busy: bool = False,
+        reply: object = None,
+    ) -> None:
+        """Give the slot back. Idempotent.
+
+        ``server_ns`` is the reply's ``total_duration`` (a stream's final chunk), ``queue_ns`` its
+        server-side slot wait; or pass the decoded ``reply`` and both are read from it. Releases
+        without timings (errors, cancellation) do not feed the adaptive controller.
+        """
         if self._released:
             return
         self._released = True
-        self._limiter._release(self, server_ns, busy)
+        if reply is not None:
+            server_ns, queue_ns = _timings(reply)
+        self._limiter._release(self, server_ns, queue_ns, busy)
 
 
 class ModelLimiter:
-    """The bound and the gate of one (host, model)."""
+    """The bound, the gate and the statistics of one (host, model)."""
 
-    def __init__(self, limit: float) -> None:
-        self.stats = LimitStats(limit=limit)
-        self._limit = limit
+    def __init__(self, limit: int, *, mode: str = "fixed", controller: AdaptiveController | None = None,
+                 explicit: bool = False) -> None:
+        self.controller = controller
+        self.stats = LimitStats(limit=controller.limit if controller else limit, mode=mode)
+        self.explicit = explicit  # set per model: never probed, never overridden
+        self.kind_known = explicit
         self._capacity: anyio.CapacityLimiter | None = None  # made lazily: needs a running loop
         self._gate_until = 0.0
+        self._probe_lock: anyio.Lock | None = None
+        self._epochs: dict[int, int] = {}  # controller epoch -> leases of it in flight
 
     @property
-    def limit(self) -> float:
-        return self._limit
+    def limit(self) -> int:
+        return self.stats.limit
 
-    def set_limit(self, limit: float) -> None:
+    @property
+    def mode(self) -> str:
+        return self.stats.mode
+
+    def set_limit(self, limit: int) -> None:
         """Change the bound at run time; raising it wakes waiters at once."""
-        self._limit = limit
         self.stats.limit = limit
         if self._capacity is not None:
             self._capacity.total_tokens = limit
 
+    def make_fixed(self, limit: int, mode: str) -> None:
+        """Switch to a fixed bound (an embedding-only model found out by the probe)."""
+        self.controller = None
+        self.stats.mode = mode
+        self.set_limit(limit)
+
     async def acquire(self) -> Lease:
-        """Wait for the gate and a slot. Cancellation while waiting gives the place up."""
+        """Wait for a slot, then for the 503 gate. Cancellation while waiting gives the place up."""
         start = time.monotonic()
-        gate = self._gate_until - start
-        if gate > 0:
-            await anyio.sleep(gate)
-        token = object()
-        if self._limit != math.inf:
-            if self._capacity is None:
-                self._capacity = anyio.CapacityLimiter(self._limit)
-            capacity = self._capacity
-            stats = self.stats
-            if capacity.available_tokens < 1:
-                stats.waiting += 1
-                try:
-                    await capacity.acquire_on_behalf_of(token)
-                finally:
-                    stats.waiting -= 1
-            else:
-                capacity.acquire_on_behalf_of_nowait(token)
+        if self._capacity is None:
+            self._capacity = anyio.CapacityLimiter(self.stats.limit)
+        capacity, stats, token = self._capacity, self.stats, object()
+        full = capacity.available_tokens < 1 or stats.waiting > 0
+        if full:
+            stats.waiting += 1
+            try:
+                await capacity.acquire_on_behalf_of(token)
+            finally:
+                stats.waiting -= 1
+        else:
+            capacity.acquire_on_behalf_of_nowait(token)
+        try:
+            while (gate := self._gate_until - time.monotonic()) > 0:  # noqa: ASYNC110 - a deadline that may move
+                await anyio.sleep(gate)
+        except BaseException:
+            capacity.release_on_behalf_of(token)
+            raise
         waited = time.monotonic() - start
-        stats = self.stats
         stats.acquired += 1
         stats.in_flight += 1
         if stats.in_flight > stats.max_in_flight:
@@ -118,23 +342,53 @@ class ModelLimiter:
         stats.wait_total += waited
         if waited > stats.wait_max:
             stats.wait_max = waited
-        return Lease(self, token, waited)
+        epoch = self.controller.epoch if self.controller else 0
+        lease = Lease(self, token, waited, stats.in_flight, epoch)
+        epochs = self._epochs
+        lease.settled = all(e == epoch for e in epochs)  # nothing of an older bound in flight
+        lease.full = full
+        epochs[epoch] = epochs.get(epoch, 0) + 1
+        return lease
 
     def busy(self, delay: float) -> None:
         """The server said 503: hold every new request for this model ``delay`` seconds."""
         self.stats.busy_signals += 1
         self._gate_until = max(self._gate_until, time.monotonic() + delay)
 
-    def _release(self, lease: Lease, server_ns: int | None, busy: bool) -> None:
+    @property
+    def gate_remaining(self) -> float:
+        """Seconds until the 503 gate opens (0 when open)."""
+        return max(0.0, self._gate_until - time.monotonic())
+
+    def _release(self, lease: Lease, server_ns: int | None, queue_ns: int | None, busy: bool) -> None:
         self.stats.in_flight -= 1
-        if self._capacity is not None and self._limit != math.inf:
+        epochs = self._epochs
+        left = epochs.pop(lease.epoch, 1) - 1
+        if left:
+            epochs[lease.epoch] = left
+        if self._capacity is not None:
             self._capacity.release_on_behalf_of(lease._token)
+        controller = self.controller
+        if controller is None:
+            return
+        if busy:
+            changed = controller.busy(lease.epoch)
+        elif server_ns is not None:
+            wall = time.monotonic() - lease.started
+            queue = queue_ns / 1e9 if queue_ns is not None else None
+            changed = controller.observe(lease.epoch, Sample(lease.level, wall, queue, lease.settled, lease.full))
+        else:
+            return
+        if changed:
+            self.stats.adjustments = controller.adjustments
+            self.set_limit(controller.limit)
+
+
+# -- the limiters of one client -----------------------------------------------------------------
 
 
 def _env_parallel() -> int | None:
     raw = os.environ.get("OLLAMA_NUM_PARALLEL", "").strip()
-    if not raw:
-        return None
     try:
         value = int(raw)
     except ValueError:
@@ -142,48 +396,116 @@ def _env_parallel() -> int | None:
     return value if value > 0 else None
 
 
-ConcurrencyInput = int | Mapping[str, int] | None
-
-
 class Limits:
-    """The per-model limiters of one client (one host)."""
+    """The per-model limiters of one client (one host); see the module docstring for the rules."""
 
-    def __init__(self, concurrency: ConcurrencyInput = None) -> None:
-        self._default: float = math.inf
-        self._per_model: dict[str, float] = {}
+    def __init__(self, concurrency: ConcurrencyInput = None, *, max_concurrency: int | None = None) -> None:
+        self.max_concurrency = (
+            DEFAULT_MAX_CONCURRENCY if max_concurrency is None else _check_int(max_concurrency, "max_concurrency")
+        )
+        self._cap = max_concurrency is not None
+        self._per_model: dict[str, Bound] = {}
+        default: Bound | None = None
         if isinstance(concurrency, Mapping):
             for name, value in concurrency.items():
                 self._per_model[model_key(name)] = _check_bound(value, f"concurrency[{name!r}]")
-            env = _env_parallel()
-            if env is not None:
-                self._default = env
         elif concurrency is not None:
-            self._default = _check_bound(concurrency, "concurrency")
-        else:
-            env = _env_parallel()
-            if env is not None:
-                self._default = env
+            default = _check_bound(concurrency, "concurrency")
+        if default is None:
+            default = _env_parallel() or "auto"
+        self._default: Bound = default
         self._limiters: dict[str, ModelLimiter] = {}
 
+    def _make(self, bound: Bound, explicit: bool) -> ModelLimiter:
+        if bound == "auto":
+            controller = AdaptiveController(maximum=self.max_concurrency)
+            return ModelLimiter(controller.limit, mode="adaptive", controller=controller, explicit=explicit)
+        limit = min(bound, self.max_concurrency) if self._cap else bound
+        return ModelLimiter(limit, mode="fixed", explicit=explicit)
+
     def for_model(self, model: str) -> ModelLimiter:
+        """The limiter of ``model`` (made on first use; ``m`` and ``m:latest`` share one)."""
         limiter = self._limiters.get(model)
         if limiter is None:
             key = model_key(model)
             limiter = self._limiters.get(key)
             if limiter is None:
-                limiter = ModelLimiter(self._per_model.get(key, self._default))
+                bound = self._per_model.get(key)
+                limiter = self._make(self._default if bound is None else bound, bound is not None)
                 self._limiters[key] = limiter
             self._limiters[model] = limiter
         return limiter
 
+    async def for_call(self, call: Call, transport: Transport) -> ModelLimiter | None:
+        """The limiter a request takes a slot from; for embed calls, checks embedding-only once."""
+        if not call.model:
+            return None
+        limiter = self.for_model(call.model)
+        if not limiter.kind_known and call.path in _EMBED_PATHS:
+            await self._probe(limiter, call.model, transport)
+        return limiter
+
+    async def _probe(self, limiter: ModelLimiter, model: str, transport: Transport) -> None:
+        """Ask ``/api/show`` whether ``model`` only embeds; if so the server gives it one slot."""
+        from ._errors import ResponseError
+        from ._transport import NOT_GIVEN, Call
+
+        if limiter._probe_lock is None:
+            limiter._probe_lock = anyio.Lock()
+        async with limiter._probe_lock:
+            if limiter.kind_known:
+                return
+            body = b'{"model":' + _json_str(model) + b"}"
+            try:
+                caps = await transport.request(Call("POST", "/api/show", body, timeout=NOT_GIVEN), _capabilities)
+            except ResponseError:
+                limiter.kind_known = True  # the server answered (e.g. 404): the embed call will say why
+                return
+            except Exception:
+                return  # no answer (connection): try again on the next call
+            limiter.kind_known = True
+            if "embedding" in caps and "completion" not in caps:
+                limiter.make_fixed(1, "embed-only")
+
     def stats(self) -> dict[str, LimitStats]:
-        """Per model (``name:tag``), what its limiter saw so far."""
-        return {key: lim.stats for key, lim in self._limiters.items() if key == model_key(key)}
+        """Per model (``name:tag``), a snapshot of what its limiter saw so far."""
+        return {
+            key: dataclasses.replace(lim.stats) for key, lim in self._limiters.items() if key == model_key(key)
+        }
+
+    def bound(self, model: str) -> int:
+        """The most requests ``model`` may ever have in flight (the adaptive cap in adaptive mode)."""
+        limiter = self.for_model(model)
+        return limiter.controller.maximum if limiter.controller else limiter.limit
 
 
-def _check_bound(value: object, field: str) -> float:
+def _capabilities(body: bytes) -> list[str]:
+    import json
+
+    obj = json.loads(body)
+    caps = obj.get("capabilities") if isinstance(obj, dict) else None
+    return [c for c in caps if isinstance(c, str)] if isinstance(caps, list) else []
+
+
+def _json_str(text: str) -> bytes:
+    import json
+
+    return json.dumps(text).encode()
+
+
+def _check_int(value: object, field: str) -> int:
     from ._errors import RequestError
 
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise RequestError(f"must be a positive int, not {value!r}", field=field)
-    return float(value)
+    return value
+
+
+def _check_bound(value: object, field: str) -> Bound:
+    from ._errors import RequestError
+
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RequestError(f"must be a positive int or 'auto', not {value!r}", field=field)
+    return value

@@ -204,7 +204,7 @@ class Transport:
         """
         self._check_usable()
         policy = self.retry
-        limiter = self.limits.for_model(call.model) if call.model else None
+        limiter = await self.limits.for_call(call, self)
         attempt = 0
         while True:
             lease = await limiter.acquire() if limiter is not None else None
@@ -249,10 +249,10 @@ class Transport:
     async def request(self, call: Call, decode: Callable[[bytes], T]) -> T:
         """A whole (non-streamed) request: send with retries, then decode the body in one pass."""
         response, lease = await self.open(call, stream=False)
-        server_ns = None
+        reply: object = None
         try:
             result = decode(response.content)
-            server_ns = getattr(result, "total_duration", None)
+            reply = result  # its total_duration and queue_duration feed the adaptive limiter
             return result
         except (pydantic.ValidationError, ValueError) as exc:
             raise ResponseError(
@@ -264,7 +264,7 @@ class Transport:
             ) from exc
         finally:
             if lease is not None:
-                lease.release(server_ns=server_ns)
+                lease.release(reply=reply)
 
     # -- error mapping ------------------------------------------------------------------------
 
