@@ -25,13 +25,14 @@ import json
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import anyio
 import httpx
 import pydantic
 
 from ._errors import IncompleteStreamError, StreamError
+from ._fast import FastStream
 from ._transport import Call, Transport, _short
 
 __all__ = ["Stream", "iter_lines", "iter_parts"]
@@ -66,6 +67,17 @@ async def iter_lines(response: httpx.Response) -> AsyncIterator[bytes]:
         yield bytes(pending)
 
 
+async def _line_batches(response: httpx.Response) -> AsyncIterator[list[bytes]]:
+    """Lines as :func:`iter_lines` splits them, in lists: one list per arrival on the fast path."""
+    stream = response.stream
+    if isinstance(stream, FastStream) and stream.plain:
+        async for batch in stream.line_batches():
+            yield batch
+        return
+    async for line in iter_lines(response):
+        yield [line]
+
+
 def _in_band_error(line: bytes) -> str | None:
     """The text of an ``{"error": ...}`` line, else None (cheap substring test first)."""
     if b'"error"' not in line:
@@ -79,6 +91,18 @@ def _in_band_error(line: bytes) -> str | None:
     return None
 
 
+def _direct(decode: Callable[[bytes], T]) -> Callable[[bytes], T]:
+    """``Model.model_validate_json`` -> the model's compiled validator: same result, ~0.3 µs less a line."""
+    cls: Any = getattr(decode, "__self__", None)
+    if (
+        isinstance(cls, type)
+        and issubclass(cls, pydantic.BaseModel)
+        and getattr(decode, "__func__", None) is getattr(pydantic.BaseModel.model_validate_json, "__func__", ())
+    ):
+        return cast("Callable[[bytes], T]", cls.__pydantic_validator__.validate_json)
+    return decode
+
+
 async def iter_parts(
     transport: Transport,
     call: Call,
@@ -87,6 +111,7 @@ async def iter_parts(
 ) -> AsyncGenerator[T, None]:
     """Send ``call`` and yield its decoded parts; see the module docstring for the guarantees."""
     url = transport.url(call.path)
+    decode = _direct(decode)
     attempt = 0
     while True:
         response, lease = await transport.open(call, stream=True)
@@ -96,24 +121,24 @@ async def iter_parts(
         retry_delay: float | None = None
         try:
             try:
-                async for line in iter_lines(response):
-                    error = _in_band_error(line)
-                    if error is not None:
-                        raise StreamError(
-                            error, chunks_received=handed, method=call.method, url=url, model=call.model
-                        )
-                    try:
-                        part = decode(line)
-                    except pydantic.ValidationError as exc:
-                        raise StreamError(
-                            f"invalid line in stream: {_short(exc)}; line starts {line[:120]!r}",
-                            chunks_received=handed, method=call.method, url=url, model=call.model,
-                        ) from exc
-                    if is_final(part):
-                        final = True
-                        server_ns = getattr(part, "total_duration", None)
-                    handed += 1
-                    yield part
+                async for batch in _line_batches(response):
+                    for line in batch:
+                        if b'"error"' in line and (error := _in_band_error(line)) is not None:
+                            raise StreamError(
+                                error, chunks_received=handed, method=call.method, url=url, model=call.model
+                            )
+                        try:
+                            part = decode(line)
+                        except pydantic.ValidationError as exc:
+                            raise StreamError(
+                                f"invalid line in stream: {_short(exc)}; line starts {line[:120]!r}",
+                                chunks_received=handed, method=call.method, url=url, model=call.model,
+                            ) from exc
+                        if is_final(part):
+                            final = True
+                            server_ns = getattr(part, "total_duration", None)
+                        handed += 1
+                        yield part
             except httpx.TransportError as exc:
                 if handed == 0 and call.retryable and attempt < transport.retry.max_retries and not isinstance(
                     exc, httpx.TimeoutException

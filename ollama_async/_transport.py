@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 import httpx
@@ -32,6 +32,8 @@ from ._errors import (
     ResponseError,
     ServerBusyError,
 )
+from ._fast import FastSender, eligible
+from ._host import ApiKeyAuth
 from ._limits import Lease, Limits
 
 __all__ = ["DEFAULT_TIMEOUT", "Call", "RetryPolicy", "Transport"]
@@ -143,14 +145,20 @@ class Transport:
         self.limits = limits
         self._auth = auth
         self._owns_http = http_client is None
+        #: our own HTTP/1.1 pool under asyncio where it cannot change behaviour (``_fast.py``)
+        self._fast: FastSender | None = None
         if http_client is None:
             kwargs: dict[str, Any] = {"follow_redirects": True, "limits": DEFAULT_POOL_LIMITS}
             kwargs.update(httpx_kwargs)
             http_client = httpx.AsyncClient(timeout=timeout, headers=dict(headers), **kwargs)
             self._headers: dict[str, str] | None = None
+            auth_header = _fast_auth_header(auth, self.base_url)
+            if auth_header is not False and eligible(self.base_url, http_client, httpx_kwargs):
+                self._fast = FastSender(self.base_url, kwargs["limits"], auth_header)
         else:
             self._headers = dict(headers)  # a caller's client: send ours per request
         self.http = http_client
+        self._http_transport = http_client._transport
         self._loop: object | None = None
         self._closed = False
 
@@ -160,6 +168,8 @@ class Transport:
         """Close the pool (not a pool the caller injected: that one is theirs)."""
         self._closed = True
         if self._owns_http:
+            if self._fast is not None:
+                await self._fast.aclose()
             await self.http.aclose()
 
     @property
@@ -196,6 +206,30 @@ class Transport:
             call.method, self.url(call.path), content=content, headers=headers, timeout=call.timeout
         )
 
+    async def _send(self, call: Call, stream: bool) -> httpx.Response:
+        """One attempt: through the fast pool where it applies, else through httpx."""
+        fast = self._fast
+        if (
+            fast is not None
+            and isinstance(self._loop, asyncio.AbstractEventLoop)
+            and not callable(call.body)
+            and FastSender.usable(self.http, self._http_transport)
+        ):
+            timeout = self.http.timeout if call.timeout is NOT_GIVEN else call.timeout
+            response = await fast.send(self.http, call.method, call.path, call.body, call.headers, timeout, stream)
+            if response is not None:
+                return response
+        return await self.http.send(self._build(call), stream=stream, auth=self._auth)
+
+    def active_connections(self) -> int:
+        """Connections of this client's own pools that are busy with a request right now."""
+        busy = self._fast.in_use() if self._fast is not None else 0
+        pool = getattr(self._http_transport, "_pool", None)
+        for conn in getattr(pool, "connections", ()):
+            if not conn.is_idle() and not conn.is_closed():
+                busy += 1
+        return busy
+
     async def open(self, call: Call, *, stream: bool) -> tuple[httpx.Response, Lease | None]:
         """Send ``call`` until it gets a non-error status; return the response and its slot.
 
@@ -209,7 +243,7 @@ class Transport:
         while True:
             lease = await limiter.acquire() if limiter is not None else None
             try:
-                response = await self.http.send(self._build(call), stream=stream, auth=self._auth)
+                response = await self._send(call, stream)
             except httpx.TransportError as exc:
                 if lease is not None:
                     lease.release()
@@ -297,6 +331,18 @@ class Transport:
                                          method=call.method, url=url)
         return OllamaConnectionError(f"connection to {self.base_url} failed: {type(exc).__name__}: {exc}",
                                      method=call.method, url=url)
+
+
+def _fast_auth_header(auth: httpx.Auth | None, base_url: str) -> bytes | Literal[False] | None:
+    """The header our API-key auth adds for ``base_url`` (None: none; False: unknown auth)."""
+    if auth is None:
+        return None
+    if not isinstance(auth, ApiKeyAuth):
+        return False
+    probe = httpx.Request("GET", base_url)
+    next(auth.auth_flow(probe))
+    value = probe.headers.get("authorization")
+    return None if value is None else b"Authorization: " + value.encode() + b"\r\n"
 
 
 def _timeout_of(exc: httpx.TimeoutException, phase: str) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ByteSize, ConfigDict, Field
 
 from ._images import Image
 
@@ -140,7 +140,17 @@ class BaseGenerateResponse(SubscriptableBaseModel):
     eval_count: int | None = None
     eval_duration: int | None = None
 
-    _format: Any = PrivateAttr(default=None)
+    # The ``format=`` of the call, for ``parse()``. A property over ``__pydantic_private__`` rather
+    # than a ``PrivateAttr``: a private attribute makes pydantic run a post-init hook on every
+    # validation (twice in subclasses), ~1.7 µs of the ~4.5 µs it takes to decode a stream chunk.
+    @property
+    def _format(self) -> Any:
+        private = self.__pydantic_private__
+        return private.get("_format") if private else None
+
+    @_format.setter
+    def _format(self, value: Any) -> None:
+        object.__setattr__(self, "__pydantic_private__", {**(self.__pydantic_private__ or {}), "_format": value})
 
     @property
     def queue_duration(self) -> int | None:

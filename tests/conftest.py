@@ -36,6 +36,5 @@ def sim() -> Iterator[Simulator]:
 
 
 def active_connections(client: object) -> int:
-    """Connections of the client's httpcore pool that are busy with a request right now."""
-    pool = client.http_client._transport._pool  # type: ignore[attr-defined]
-    return sum(1 for conn in pool.connections if not conn.is_idle() and not conn.is_closed())
+    """Connections of the client's pools (httpx's and the asyncio fast path's) busy right now."""
+    return int(client._transport.active_connections())  # type: ignore[attr-defined]
