@@ -39,17 +39,23 @@ _THINK_FACTOR = {True: 0.5, "low": 0.25, "medium": 0.5, "high": 1.0, "max": 2.0}
 _sec_cache: list[Any] = [0, ""]
 
 
-#: asyncio's epoll selector rounds every wait *up* to a whole millisecond, so a plain sleep
-#: overshoots by 0.5 ms on average; aiming that much early keeps the mean service time equal to
-#: the model's configured latency, which throughput benchmarks divide by.
-_TIMER_ROUNDING_S = 0.0005
+#: How late the event loop's timers fire, learnt as they fire (asyncio's epoll selector rounds
+#: every wait up to a whole millisecond, and a busy loop adds its own delay). Aiming that much
+#: early keeps the mean service time equal to the model's configured latency at any load, which
+#: throughput benchmarks divide by.
+_lateness = 0.0005
 
 
 async def sleep_until(deadline: float) -> None:
     """Sleep until ``deadline`` (event-loop time), accurate on average to well under 1 ms."""
-    delay = deadline - asyncio.get_running_loop().time() - _TIMER_ROUNDING_S
+    global _lateness
+    loop = asyncio.get_running_loop()
+    target = deadline - _lateness
+    delay = target - loop.time()
     if delay > 0:
         await asyncio.sleep(delay)
+        late = loop.time() - target
+        _lateness = min(0.005, max(0.0, 0.9 * _lateness + 0.1 * late))
 
 
 def now_rfc3339() -> str:
