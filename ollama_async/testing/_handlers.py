@@ -8,11 +8,12 @@ come from :class:`~._management.ManagementHandlers`, shared state from
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
-from ._faults import BUSY_TEXT
+from ._faults import BUSY_TEXT, Fault
 from ._generation import INPUT_TOO_LONG, Generation, now_rfc3339, tool_calls
 from ._http import JSON_CT, Connection, Request
 from ._json import dumps
@@ -131,6 +132,41 @@ class App(ManagementHandlers):
         if conn.closed and not conn.shutting_down:
             stats.add("disconnects")
 
+    async def _lookup(
+        self, req: Request, conn: Connection, raw_model: str, stream: bool, missing: str
+    ) -> tuple[ModelEntry, Fault | None] | None:
+        """The model's entry and the fault scripted for this request.
+
+        None when a fault already answered the request; ``missing`` is the 404 text when the
+        model is unknown (faults apply to unknown models too, as a proxy in front would).
+        """
+        key = self.canon(raw_model)
+        entry = self.models.get(key)
+        fault = self._take_fault(req.path, key)
+        if fault is not None and await self._pre_fault(fault, conn, entry.stats if entry else None, stream):
+            return None
+        if entry is None:
+            raise ApiError(404, missing)
+        return entry, fault
+
+    @contextlib.asynccontextmanager
+    async def _running(
+        self, entry: ModelEntry, load_opts: tuple[object, ...], keep_alive: float | None, conn: Connection
+    ) -> AsyncIterator[Runner]:
+        """The loaded model for the length of a request; a client that leaves is counted."""
+        try:
+            runner = await self._get_runner(entry, load_opts, keep_alive)
+        except asyncio.CancelledError:
+            self._count_disconnect(conn, entry.stats)
+            raise
+        try:
+            yield runner
+        except asyncio.CancelledError:
+            self._count_disconnect(conn, entry.stats)
+            raise
+        finally:
+            self.scheduler.done(runner)
+
     # --- generate / chat -------------------------------------------------------------------------
 
     async def generate(self, req: Request, conn: Connection) -> None:
@@ -146,13 +182,10 @@ class App(ManagementHandlers):
         if not raw_model:
             raise ApiError(404, "model '' not found")
         stream = body.get("stream") is not False
-        key = self.canon(raw_model)
-        entry = self.models.get(key)
-        fault = self._take_fault(req.path, key)
-        if fault is not None and await self._pre_fault(fault, conn, entry.stats if entry else None, stream):
+        found = await self._lookup(req, conn, raw_model, stream, f"model '{raw_model}' not found")
+        if found is None:
             return
-        if entry is None:
-            raise ApiError(404, f"model '{raw_model}' not found")
+        entry, fault = found
         spec = entry.spec
         if think and not spec.has("thinking"):
             raise ApiError(400, f'"{raw_model}" does not support thinking')
@@ -166,41 +199,12 @@ class App(ManagementHandlers):
         prompt = body.get("prompt") or ""
         if not prompt and keep_alive == 0:
             self.scheduler.expire(entry.runner)
-            conn.respond(
-                200,
-                dumps(
-                    {
-                        "model": raw_model,
-                        "created_at": now_rfc3339(),
-                        "response": "",
-                        "done": True,
-                        "done_reason": "unload",
-                    }
-                ),
-                JSON_CT,
-            )
+            conn.respond(200, _final_reply(raw_model, chat=False, reason="unload"), JSON_CT)
             return
-        try:
-            runner = await self._get_runner(entry, load_opts, keep_alive)
-        except asyncio.CancelledError:
-            self._count_disconnect(conn, entry.stats)
-            raise
-        try:
+        async with self._running(entry, load_opts, keep_alive, conn) as runner:
             t_loaded = time.perf_counter_ns()
             if not prompt:
-                conn.respond(
-                    200,
-                    dumps(
-                        {
-                            "model": raw_model,
-                            "created_at": now_rfc3339(),
-                            "response": "",
-                            "done": True,
-                            "done_reason": "load",
-                        }
-                    ),
-                    JSON_CT,
-                )
+                conn.respond(200, _final_reply(raw_model, chat=False, reason="load"), JSON_CT)
                 return
             system = body.get("system") or ""
             ctx_in = body.get("context") or []
@@ -221,11 +225,6 @@ class App(ManagementHandlers):
                 prompt_text=system + " " + prompt,
                 ctx_in=ctx_in,
             )
-        except asyncio.CancelledError:
-            self._count_disconnect(conn, entry.stats)
-            raise
-        finally:
-            self.scheduler.done(runner)
 
     async def chat(self, req: Request, conn: Connection) -> None:
         t0 = time.perf_counter_ns()
@@ -254,29 +253,14 @@ class App(ManagementHandlers):
                 )
         tools = body.get("tools") or []
         stream = body.get("stream") is not False
-        key = self.canon(raw_model)
-        entry = self.models.get(key)
-        fault = self._take_fault(req.path, key)
-        if fault is not None and await self._pre_fault(fault, conn, entry.stats if entry else None, stream):
+        found = await self._lookup(req, conn, raw_model, stream, f"model '{raw_model}' not found")
+        if found is None:
             return
-        if entry is None:
-            raise ApiError(404, f"model '{raw_model}' not found")
+        entry, fault = found
         spec = entry.spec
         if not messages and keep_alive == 0:
             self.scheduler.expire(entry.runner)
-            conn.respond(
-                200,
-                dumps(
-                    {
-                        "model": raw_model,
-                        "created_at": now_rfc3339(),
-                        "message": {"role": "assistant", "content": ""},
-                        "done": True,
-                        "done_reason": "unload",
-                    }
-                ),
-                JSON_CT,
-            )
+            conn.respond(200, _final_reply(raw_model, chat=True, reason="unload"), JSON_CT)
             return
         if think and not spec.has("thinking"):
             raise ApiError(400, f'"{raw_model}" does not support thinking')
@@ -285,27 +269,10 @@ class App(ManagementHandlers):
         if not spec.has("completion"):
             raise ApiError(400, f'"{raw_model}" does not support chat')
         options, load_opts = self._options(body, entry)
-        try:
-            runner = await self._get_runner(entry, load_opts, keep_alive)
-        except asyncio.CancelledError:
-            self._count_disconnect(conn, entry.stats)
-            raise
-        try:
+        async with self._running(entry, load_opts, keep_alive, conn) as runner:
             t_loaded = time.perf_counter_ns()
             if not messages:
-                conn.respond(
-                    200,
-                    dumps(
-                        {
-                            "model": raw_model,
-                            "created_at": now_rfc3339(),
-                            "message": {"role": "assistant", "content": ""},
-                            "done": True,
-                            "done_reason": "load",
-                        }
-                    ),
-                    JSON_CT,
-                )
+                conn.respond(200, _final_reply(raw_model, chat=True, reason="load"), JSON_CT)
                 return
             texts = [m.get("content") or "" for m in messages]
             prompt_text = " ".join(texts)
@@ -323,11 +290,6 @@ class App(ManagementHandlers):
             await plan.run(
                 conn, stream, raw_model, t0, t_loaded, chat=True, prompt_text=prompt_text, ctx_in=[]
             )
-        except asyncio.CancelledError:
-            self._count_disconnect(conn, entry.stats)
-            raise
-        finally:
-            self.scheduler.done(runner)
 
     # --- embeddings ------------------------------------------------------------------------------
 
@@ -351,20 +313,12 @@ class App(ManagementHandlers):
         raw_model = body.get("model") or ""
         if not raw_model:
             raise ApiError(404, "model '' not found")
-        key = self.canon(raw_model)
-        entry = self.models.get(key)
-        fault = self._take_fault(req.path, key)
-        if fault is not None and await self._pre_fault(fault, conn, entry.stats if entry else None, False):
+        found = await self._lookup(req, conn, raw_model, False, f"model '{raw_model}' not found")
+        if found is None:
             return
-        if entry is None:
-            raise ApiError(404, f"model '{raw_model}' not found")
+        entry, fault = found
         _, load_opts = self._options(body, entry)
-        try:
-            runner = await self._get_runner(entry, load_opts, keep_alive)
-        except asyncio.CancelledError:
-            self._count_disconnect(conn, entry.stats)
-            raise
-        try:
+        async with self._running(entry, load_opts, keep_alive, conn) as runner:
             t_loaded = time.perf_counter_ns()
             if not inputs:
                 conn.respond(200, dumps({"model": raw_model, "embeddings": []}), JSON_CT)
@@ -410,11 +364,6 @@ class App(ManagementHandlers):
                 conn.respond_parts(200, parts, JSON_CT)
             else:
                 send_reply(conn, b"".join(parts), fault)
-        except asyncio.CancelledError:
-            self._count_disconnect(conn, entry.stats)
-            raise
-        finally:
-            self.scheduler.done(runner)
 
     async def embeddings(self, req: Request, conn: Connection) -> None:
         body = read_body(req.body, "EmbeddingRequest")
@@ -423,20 +372,12 @@ class App(ManagementHandlers):
         raw_model = body.get("model") or ""
         if not raw_model:
             raise ApiError(400, "model is required")
-        key = self.canon(raw_model)
-        entry = self.models.get(key)
-        fault = self._take_fault(req.path, key)
-        if fault is not None and await self._pre_fault(fault, conn, entry.stats if entry else None, False):
+        found = await self._lookup(req, conn, raw_model, False, f'model "{raw_model}" not found, try pulling it first')
+        if found is None:
             return
-        if entry is None:
-            raise ApiError(404, f'model "{raw_model}" not found, try pulling it first')
+        entry, fault = found
         _, load_opts = self._options(body, entry)
-        try:
-            runner = await self._get_runner(entry, load_opts, keep_alive)
-        except asyncio.CancelledError:
-            self._count_disconnect(conn, entry.stats)
-            raise
-        try:
+        async with self._running(entry, load_opts, keep_alive, conn) as runner:
             prompt = body.get("prompt") or ""
             if not prompt:
                 conn.respond(200, b'{"embedding":[]}', JSON_CT)
@@ -454,8 +395,15 @@ class App(ManagementHandlers):
             finally:
                 self.scheduler.release_slot(runner, slots)
             send_reply(conn, dumps({"embedding": vec}), fault)
-        except asyncio.CancelledError:
-            self._count_disconnect(conn, entry.stats)
-            raise
-        finally:
-            self.scheduler.done(runner)
+
+
+def _final_reply(raw_model: str, chat: bool, reason: str) -> bytes:
+    """The one reply of a request that only loads ("load") or unloads ("unload") the model."""
+    reply: dict[str, Any] = {"model": raw_model, "created_at": now_rfc3339()}
+    if chat:
+        reply["message"] = {"role": "assistant", "content": ""}
+    else:
+        reply["response"] = ""
+    reply["done"] = True
+    reply["done_reason"] = reason
+    return dumps(reply)
