@@ -117,7 +117,7 @@ async def iter_parts(
         response, lease = await transport.open(call, stream=True)
         handed = 0
         final = False
-        server_ns: int | None = None
+        last: object = None  # the final part: its timings feed the limiter
         retry_delay: float | None = None
         try:
             try:
@@ -136,7 +136,7 @@ async def iter_parts(
                             ) from exc
                         if is_final(part):
                             final = True
-                            server_ns = getattr(part, "total_duration", None)
+                            last = part
                         handed += 1
                         yield part
             except httpx.TransportError as exc:
@@ -163,7 +163,7 @@ async def iter_parts(
             with anyio.CancelScope(shield=True):
                 await response.aclose()
             if lease is not None:
-                lease.release(server_ns=server_ns)
+                lease.release(reply=last)
         if retry_delay is not None:
             await anyio.sleep(retry_delay)
 
