@@ -13,6 +13,7 @@ Python client can reach with that HTTP stack, not a feature-equal alternative.
 
 from __future__ import annotations
 
+import abc
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -23,30 +24,52 @@ import orjson
 GEN_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
-class Adapter:
+class Adapter(abc.ABC):
+    """One client under test; subclasses say how it makes each of the three calls."""
+
     name = ""
 
     def __init__(self, url: str, concurrency: int) -> None:
         self.url = url
         self.concurrency = concurrency
 
-    async def start(self) -> None:
-        pass
+    async def start(self) -> None:  # noqa: B027 - optional hook: most clients need no set-up
+        """Create the client (inside the running event loop)."""
 
-    async def close(self) -> None:
-        pass
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the client's connections."""
+
+    @abc.abstractmethod
+    async def generate(self, model: str, prompt: str) -> Any: ...
+
+    @abc.abstractmethod
+    async def stream(self, model: str, prompt: str) -> int: ...
+
+    @abc.abstractmethod
+    async def embed(self, model: str, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class OllamaStyle(Adapter):
+    """The calls as a user of the ``ollama`` API writes them: the same code drives the official
+    client and ours (drop-in), only the client object differs."""
+
+    client: Any
 
     async def generate(self, model: str, prompt: str) -> Any:
-        raise NotImplementedError
+        return await self.client.generate(model, prompt)
 
     async def stream(self, model: str, prompt: str) -> int:
-        raise NotImplementedError
+        n = 0
+        async for _part in await self.client.generate(model, prompt, stream=True):
+            n += 1
+        return n
 
     async def embed(self, model: str, texts: Sequence[str]) -> np.ndarray:
-        raise NotImplementedError
+        response = await self.client.embed(model, list(texts))
+        return np.asarray(response.embeddings, dtype=np.float32)
 
 
-class OllamaAsync(Adapter):
+class OllamaAsync(OllamaStyle):
     """``ollama_async.AsyncClient`` with ``concurrency=`` set to the benchmark's concurrency."""
 
     name = "ollama_async"
@@ -71,19 +94,6 @@ class OllamaAsync(Adapter):
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def generate(self, model: str, prompt: str) -> Any:
-        return await self.client.generate(model, prompt)
-
-    async def stream(self, model: str, prompt: str) -> int:
-        n = 0
-        async for _part in await self.client.generate(model, prompt, stream=True):
-            n += 1
-        return n
-
-    async def embed(self, model: str, texts: Sequence[str]) -> np.ndarray:
-        response = await self.client.embed(model, list(texts))
-        return np.asarray(response.embeddings, dtype=np.float32)
-
 
 class OllamaAsyncHttpx(OllamaAsync):
     """The same client with its own HTTP pool switched off: every request through httpx."""
@@ -99,7 +109,7 @@ class OllamaAsyncAdaptive(OllamaAsync):
     adaptive = True
 
 
-class Official(Adapter):
+class Official(OllamaStyle):
     """The official ``ollama.AsyncClient`` (httpx underneath), used as its README shows."""
 
     name = "ollama"
@@ -111,19 +121,6 @@ class Official(Adapter):
 
     async def close(self) -> None:
         await self.client._client.aclose()
-
-    async def generate(self, model: str, prompt: str) -> Any:
-        return await self.client.generate(model, prompt)
-
-    async def stream(self, model: str, prompt: str) -> int:
-        n = 0
-        async for _part in await self.client.generate(model, prompt, stream=True):
-            n += 1
-        return n
-
-    async def embed(self, model: str, texts: Sequence[str]) -> np.ndarray:
-        response = await self.client.embed(model, list(texts))
-        return np.asarray(response.embeddings, dtype=np.float32)
 
 
 class RawHttpx(Adapter):
