@@ -22,7 +22,7 @@ import httpx
 from pydantic import BaseModel
 
 from . import _payloads as P
-from ._errors import RequestError, ResponseError
+from ._errors import OllamaConnectionError, OllamaTimeoutError, RequestError, ResponseError
 from ._host import ApiKeyAuth, api_key_from_env, parse_host
 from ._limits import ConcurrencyInput, Limits
 from ._streaming import Stream, iter_parts
@@ -493,9 +493,17 @@ class AsyncClient:
             raise RequestError("the ollama.com web tools need OLLAMA_API_KEY", field="OLLAMA_API_KEY")
         transport = self._transport
         transport._check_usable()
-        response = await transport.http.post(
-            url, content=P.dumps(body), headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-        )
+        try:
+            response = await transport.http.post(
+                url, content=P.dumps(body),
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            )
+        except httpx.TimeoutException as exc:
+            raise OllamaTimeoutError(f"timeout calling {url}: {type(exc).__name__}", phase="read",
+                                     method="POST", url=url) from exc
+        except httpx.TransportError as exc:
+            raise OllamaConnectionError(f"could not reach {url}: {type(exc).__name__}: {exc}",
+                                        method="POST", url=url) from exc
         if response.status_code >= 400:
             raise ResponseError(response.text, response.status_code, method="POST", url=url)
         return cls.model_validate_json(response.content)

@@ -103,3 +103,22 @@ async def test_tool_call_id_is_kept_when_sent_back() -> None:
         await client.chat("m", history)
     sent = json.loads(route.calls.last.request.content)["messages"][1]["tool_calls"][0]
     assert sent == {"function": {"name": "f", "arguments": {"a": 1}}, "id": "call_1"}
+
+
+async def test_web_tools_need_a_key_and_send_it_to_ollama_com(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = oa.AsyncClient("http://h:1")
+    monkeypatch.delenv("OLLAMA_API_KEY", raising=False)
+    with pytest.raises(oa.RequestError):
+        await client.web_search("x")
+    monkeypatch.setenv("OLLAMA_API_KEY", "k")
+    with respx.mock() as mock:
+        route = mock.post("https://ollama.com/api/web_search").mock(
+            return_value=httpx.Response(200, json={"results": [{"title": "t", "url": "u", "content": "c"}]})
+        )
+        r = await client.web_search("ollama", max_results=1)
+        mock.post("https://ollama.com/api/web_fetch").mock(side_effect=httpx.ConnectError("down"))
+        with pytest.raises(oa.OllamaConnectionError):
+            await client.web_fetch("https://example.org")
+    assert r.results[0].title == "t"
+    assert route.calls.last.request.headers["authorization"] == "Bearer k"
+    assert json.loads(route.calls.last.request.content) == {"query": "ollama", "max_results": 1}
