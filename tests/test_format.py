@@ -1,19 +1,17 @@
 """Structured output: ``format`` on the wire and parsing the model's text back."""
 
-import asyncio
 import json
 import sys
 import types
 from typing import Any
 
-import httpx
-import ollama
 import pydantic
 import pytest
-import respx
 
 from ollama_async._errors import RequestError, StructuredOutputError
 from ollama_async._format import normalize_format, parse_output, strip_code_fence
+
+from ._official import official_body
 
 
 class Country(pydantic.BaseModel):
@@ -25,19 +23,7 @@ class Country(pydantic.BaseModel):
 
 def official_format(format: Any) -> Any:
     """The "format" value the official AsyncClient sends (a missing key gives ``KeyError``)."""
-    captured: dict[str, bytes] = {}
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        captured["body"] = request.content
-        return httpx.Response(200, json={"model": "m", "created_at": "2024-01-01T00:00:00Z", "response": "", "done": True})
-
-    async def run() -> None:
-        with respx.mock(assert_all_called=True) as router:
-            router.post("http://h:1/api/generate").mock(side_effect=handler)
-            await ollama.AsyncClient(host="http://h:1").generate("m", "x", format=format)
-
-    asyncio.run(run())
-    return json.loads(captured["body"])["format"]
+    return official_body(lambda c: c.generate("m", "x", format=format))["format"]
 
 
 def _dumps(value: Any) -> str:

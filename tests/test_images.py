@@ -1,18 +1,16 @@
 """Images: byte parity with the official client for good input, clear errors for bad input."""
 
-import asyncio
 import base64
-import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 import ollama
 import pytest
-import respx
 
 from ollama_async._errors import RequestError
 from ollama_async._images import Image, encode_image, encode_images, sniff_image
+
+from ._official import official_body
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
@@ -26,19 +24,7 @@ AVIF = b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00"
 
 def official_images(images: list[Any]) -> list[str]:
     """The "images" the official AsyncClient sends for a generate call."""
-    captured: dict[str, bytes] = {}
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        captured["body"] = request.content
-        return httpx.Response(200, json={"model": "m", "created_at": "2024-01-01T00:00:00Z", "response": "", "done": True})
-
-    async def run() -> None:
-        with respx.mock(assert_all_called=True) as router:
-            router.post("http://h:1/api/generate").mock(side_effect=handler)
-            await ollama.AsyncClient(host="http://h:1").generate("m", "describe", images=images)
-
-    asyncio.run(run())
-    result: list[str] = json.loads(captured["body"])["images"]
+    result: list[str] = official_body(lambda c: c.generate("m", "describe", images=images))["images"]
     return result
 
 

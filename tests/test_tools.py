@@ -1,21 +1,20 @@
 """Tool schemas: byte parity with the official client where it is lossless, complete where it is not."""
 
-import asyncio
 import dataclasses
 import enum
 import functools
 import json
 from typing import Annotated, Any, Literal, Optional, Union
 
-import httpx
 import ollama
 import pydantic
 import pytest
-import respx
 from typing_extensions import TypedDict
 
 from ollama_async._errors import RequestError
 from ollama_async._tools import normalize_tools, parse_docstring, tool_from_callable
+
+from ._official import official_body
 
 
 def _dumps(value: Any) -> str:
@@ -24,22 +23,7 @@ def _dumps(value: Any) -> str:
 
 def official_tools_bytes(tools: list[Any]) -> str:
     """The "tools" value the official AsyncClient puts on the wire, re-dumped compactly (order kept)."""
-    captured: dict[str, bytes] = {}
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        captured["body"] = request.content
-        return httpx.Response(200, json={
-            "model": "m", "created_at": "2024-01-01T00:00:00Z",
-            "message": {"role": "assistant", "content": ""}, "done": True,
-        })
-
-    async def run() -> None:
-        with respx.mock(assert_all_called=True) as router:
-            router.post("http://h:1/api/chat").mock(side_effect=handler)
-            await ollama.AsyncClient(host="http://h:1").chat("m", [{"role": "user", "content": "x"}], tools=tools)
-
-    asyncio.run(run())
-    return _dumps(json.loads(captured["body"])["tools"])
+    return _dumps(official_body(lambda c: c.chat("m", [{"role": "user", "content": "x"}], tools=tools))["tools"])
 
 
 # ---------------------------------------------------------------------------- parity cases

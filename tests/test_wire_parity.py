@@ -18,20 +18,10 @@ import respx
 
 import ollama_async
 
+from ._official import REPLY, capture
+
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 
-REPLY: dict[str, Any] = {
-    "model": "m",
-    "created_at": "2026-01-01T00:00:00Z",
-    "response": "ok",
-    "message": {"role": "assistant", "content": "ok"},
-    "done": True,
-    "embeddings": [[0.5, 0.5]],
-    "embedding": [0.5],
-    "status": "success",
-    "models": [],
-    "model_info": {},
-}
 
 
 def add_two_numbers(a: int, b: int) -> int:
@@ -101,20 +91,12 @@ CASES: dict[str, Case] = {
 }
 
 
-async def _capture(client: Any, case: Case) -> tuple[str, str, bytes]:
-    with respx.mock(assert_all_called=False) as mock:
-        route = mock.route(host="h").mock(return_value=httpx.Response(200, json=REPLY))
-        await case(client)
-        request = route.calls.last.request
-        return request.method, request.url.path, request.content
-
-
 @pytest.mark.anyio
 @pytest.mark.parametrize("name", sorted(CASES))
 async def test_same_bytes_as_official_client(name: str) -> None:
     case = CASES[name]
-    official = await _capture(ollama.AsyncClient(host="http://h:1"), case)
-    ours = await _capture(ollama_async.AsyncClient(host="http://h:1"), case)
+    official = await capture(ollama.AsyncClient(host="http://h:1"), case)
+    ours = await capture(ollama_async.AsyncClient(host="http://h:1"), case)
     assert ours == official
 
 
