@@ -12,7 +12,7 @@ import copy
 import hashlib
 import os
 import platform
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -24,7 +24,9 @@ from pydantic import BaseModel
 from . import _payloads as P
 from ._errors import OllamaConnectionError, OllamaTimeoutError, RequestError, ResponseError
 from ._host import ApiKeyAuth, api_key_from_env, parse_host
+from ._hosts import Host, HostInput, HostState, as_host
 from ._limits import ConcurrencyInput, Limits
+from ._routing import FleetLimits, Router, conversation_key
 from ._streaming import Stream, iter_parts
 from ._transport import DEFAULT_TIMEOUT, NOT_GIVEN, Call, RetryPolicy, TimeoutInput, Transport
 from ._types import (
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncClient"]
 
 T = TypeVar("T", bound=BaseModel)
+T2 = TypeVar("T2")
 
 JsonSchema = Mapping[str, Any]
 FormatArg = Literal["", "json"] | JsonSchema | type[BaseModel] | None
@@ -83,6 +86,15 @@ def _progress_done(part: ProgressResponse) -> bool:
 
 def _ignore_body(_: bytes) -> None:
     return None
+
+
+def _single_state(transport: Transport) -> HostState:
+    limits = transport.limits.stats()
+    return HostState(
+        url=transport.base_url, state="healthy", in_flight=sum(s.in_flight for s in limits.values()), errors=0,
+        consecutive_failures=0, last_error=None, retry_in=0.0, weight=1.0,
+        requests=sum(s.acquired for s in limits.values()), models=None, loaded=(), limits=limits,
+    )
 
 
 def _sha256_file(path: Path) -> str:
@@ -118,7 +130,7 @@ class AsyncClient:
 
     def __init__(
         self,
-        host: str | None = None,
+        host: HostInput | Sequence[HostInput] | None = None,
         *,
         timeout: TimeoutInput = DEFAULT_TIMEOUT,
         max_retries: int = 2,
@@ -127,6 +139,7 @@ class AsyncClient:
         concurrency: ConcurrencyInput = None,
         max_concurrency: int | None = None,
         follow_redirects: bool = True,
+        affinity: bool = True,
         **httpx_kwargs: Any,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
@@ -135,23 +148,37 @@ class AsyncClient:
             host = os.environ.get("OLLAMA_HOST")
             if not host and http_client is not None and str(http_client.base_url):
                 host = str(http_client.base_url)
-        base_url = parse_host(host)
         merged = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": _USER_AGENT}
         merged.update(headers or {})
-        api_key = api_key_from_env()
-        has_auth = any(k.lower() == "authorization" for k in merged)
-        auth = ApiKeyAuth(api_key, base_url) if api_key and not has_auth else None
-        self._transport = Transport(
-            base_url,
-            http_client=http_client,
-            timeout=timeout,
-            retry=RetryPolicy(max_retries=max_retries),
-            headers=merged,
-            auth=auth,
-            limits=Limits(concurrency, max_concurrency=max_concurrency),
-            httpx_kwargs={"follow_redirects": follow_redirects, **httpx_kwargs},
-        )
+        retry = RetryPolicy(max_retries=max_retries)
+
+        def transport(base_url: str, api_key: str | None, concurrency: ConcurrencyInput,
+                      max_concurrency: int | None) -> Transport:
+            has_auth = any(k.lower() == "authorization" for k in merged)
+            auth = ApiKeyAuth(api_key, base_url) if api_key and not has_auth else None
+            return Transport(
+                base_url, http_client=http_client, timeout=timeout, retry=retry, headers=merged, auth=auth,
+                limits=Limits(concurrency, max_concurrency=max_concurrency),
+                httpx_kwargs={"follow_redirects": follow_redirects, **httpx_kwargs},
+            )
+
+        self._transport: Transport | Router
         self._call_timeout: Any = NOT_GIVEN
+        self._call_affinity: str | None = None
+        self._auto_affinity = False
+        if host is None or isinstance(host, str):
+            self._transport = transport(parse_host(host), api_key_from_env(), concurrency, max_concurrency)
+            return
+        hosts = [as_host(host)] if isinstance(host, Host) else [as_host(h, i) for i, h in enumerate(host)]
+
+        def for_host(h: Host) -> Transport:
+            return transport(
+                h.base_url, h.api_key or api_key_from_env(), concurrency if h.concurrency is None else h.concurrency,
+                max_concurrency if h.max_concurrency is None else h.max_concurrency,
+            )
+
+        self._transport = Router(hosts, for_host, retry)
+        self._auto_affinity = bool(affinity)
 
     # -- lifecycle and configuration -----------------------------------------------------------
 
@@ -166,9 +193,68 @@ class AsyncClient:
         return self._transport.http
 
     @property
-    def limits(self) -> Limits:
-        """The per-model in-flight limiters (``client.limits.stats()`` shows waits and peaks)."""
+    def limits(self) -> Limits | FleetLimits:
+        """The per-model in-flight limiters (``client.limits.stats()`` shows waits and peaks).
+
+        With several hosts, a :class:`FleetLimits` over each host's own limiters."""
         return self._transport.limits
+
+    # -- several hosts (``_routing.py``) ---------------------------------------------------------
+
+    @property
+    def hosts(self) -> list[HostState]:
+        """Each host's state: healthy or ejected, in flight, bounds per model, errors, models."""
+        transport = self._transport
+        if isinstance(transport, Router):
+            return transport.hosts
+        return [_single_state(transport)]
+
+    def add_host(self, host: HostInput) -> None:
+        """Add a server while the client runs; it gets requests from the next one on."""
+        self._router().add(as_host(host))
+
+    async def remove_host(self, url: str) -> None:
+        """Take a server out: no new requests go there; returns once its requests finished."""
+        await self._router().remove(url)
+
+    def on_host(self, url: str) -> AsyncClient:
+        """A view of this client that sends everything to one host (no routing, no failover).
+
+        Shares that host's pool, limits and retry policy; e.g. ``await client.on_host(url).pull(m)``.
+        """
+        clone = copy.copy(self)
+        clone._transport = self._router().member(url).transport
+        clone._auto_affinity = False
+        return clone
+
+    async def each_host(self, fn: Callable[[AsyncClient], Awaitable[T2]]) -> dict[str, T2 | Exception]:
+        """``fn(client pinned to a host)`` on every host at once: per host URL, its result or error.
+
+        ``await client.each_host(lambda c: c.pull("llama3.2"))``; a single-host client has one entry.
+        """
+        transport = self._transport
+        if not isinstance(transport, Router):
+            try:
+                return {transport.base_url: await fn(self)}
+            except Exception as exc:
+                return {transport.base_url: exc}
+        return await transport.each(lambda m: fn(self.on_host(m.url)), usable_only=False)
+
+    def _router(self) -> Router:
+        transport = self._transport
+        if not isinstance(transport, Router):
+            raise RequestError("this client has one host; pass host=[...] for several", field="host")
+        return transport
+
+    async def _model_bound(self, model: str, path: str) -> int:
+        """How many requests of ``model`` may be in flight at most (the batch engine's workers)."""
+        call = Call("POST", path, model=model)
+        limits = self._transport.limits
+        if isinstance(limits, FleetLimits):
+            await limits.prepare(call)
+        else:
+            await limits.for_call(call, self._transport)  # type: ignore[arg-type]
+        return limits.bound(model)
 
     @property
     def batch(self) -> Batch:
@@ -177,9 +263,17 @@ class AsyncClient:
 
         return Batch(self)
 
-    def with_options(self, *, timeout: Any = NOT_GIVEN, max_retries: int | None = None) -> AsyncClient:
-        """A view of this client with other defaults, sharing its pool and limits."""
+    def with_options(
+        self, *, timeout: Any = NOT_GIVEN, max_retries: int | None = None, affinity: str | None = None
+    ) -> AsyncClient:
+        """A view of this client with other defaults, sharing its pool and limits.
+
+        ``affinity`` (several hosts): a key that keeps the view's requests on one host while it
+        is usable and has room, e.g. a conversation or user id, so its prompt cache is reused.
+        """
         clone = copy.copy(self)
+        if affinity is not None:
+            clone._call_affinity = str(affinity)
         clone._transport = copy.copy(self._transport)
         clone._transport._owns_http = False
         if max_retries is not None:
@@ -219,6 +313,7 @@ class AsyncClient:
             model=model,
             timeout=self._call_timeout if timeout is NOT_GIVEN else timeout,
             retryable=retryable,
+            affinity=self._call_affinity,
         )
 
     async def _request(self, call: Call, cls: type[T]) -> T:
@@ -326,6 +421,8 @@ class AsyncClient:
             top_logprobs=top_logprobs, format=format, options=options, keep_alive=keep_alive,
         )
         call = self._call("POST", "/api/chat", body, model=model, timeout=timeout)
+        if self._auto_affinity and call.affinity is None:
+            call.affinity = conversation_key(body.get("messages"))
         if stream:
             return self._stream(call, ChatResponse, _chat_done)
         result = await self._request(call, ChatResponse)

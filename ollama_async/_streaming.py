@@ -25,7 +25,7 @@ import json
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import anyio
 import httpx
@@ -34,6 +34,9 @@ import pydantic
 from ._errors import IncompleteStreamError, StreamError
 from ._fast import FastStream
 from ._transport import Call, Transport, _short
+
+if TYPE_CHECKING:
+    from ._routing import Router
 
 __all__ = ["Stream", "iter_lines", "iter_parts"]
 
@@ -104,7 +107,7 @@ def _direct(decode: Callable[[bytes], T]) -> Callable[[bytes], T]:
 
 
 async def iter_parts(
-    transport: Transport,
+    transport: Transport | Router,
     call: Call,
     decode: Callable[[bytes], T],
     is_final: Callable[[T], bool],

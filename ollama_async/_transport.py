@@ -87,6 +87,7 @@ class Call:
     timeout: Any = None  # httpx timeout for this call; ``_NO_OVERRIDE`` keeps the client's
     retryable: bool = True
     headers: Mapping[str, str] | None = None
+    affinity: str | None = None  # multi-host: keep requests of one key on one host (``_routing.py``)
 
 
 class _NoOverride:

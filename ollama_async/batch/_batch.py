@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _payloads as P
 from .._errors import RequestError, ResponseError, ServerBusyError
-from .._transport import Call
 from .._types import ChatResponse, GenerateResponse
 from ._run import FATAL, BatchItem, BatchRun, ProgressArg
 
@@ -285,8 +284,7 @@ class Batch:
         async def workers() -> int:
             if fixed is not None:
                 return fixed
-            await client.limits.for_call(Call("POST", path, model=model), client._transport)
-            return client.limits.bound(model) + 1
+            return await client._model_bound(model, path) + 1
 
         return workers
 

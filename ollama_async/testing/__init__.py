@@ -18,7 +18,8 @@ Example::
 
 from ._cli import main
 from ._faults import Fault
+from ._fleet import Fleet
 from ._models import ModelSpec, ModelStats
 from ._server import Simulator
 
-__all__ = ["Fault", "ModelSpec", "ModelStats", "Simulator", "main"]
+__all__ = ["Fault", "Fleet", "ModelSpec", "ModelStats", "Simulator", "main"]

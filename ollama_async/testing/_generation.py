@@ -104,6 +104,7 @@ class Generation:
         "key",
         "logprobs",
         "pieces",
+        "prompt_ms",
         "prompt_tokens",
         "runner",
         "scheduler",
@@ -154,6 +155,7 @@ class Generation:
                 raise ApiError(400, INPUT_TOO_LONG)
             prompt_tokens = ctx
         self.prompt_tokens = prompt_tokens
+        self.prompt_ms = spec.prompt_ms + spec.prompt_token_ms * prompt_tokens  # a chat's cache may lower it
         self.done_reason = "stop"
         budget: int | None = None
         num_predict = options.get("num_predict")
@@ -182,7 +184,6 @@ class Generation:
         prompt_text: str,
         ctx_in: list[Any],
     ) -> None:
-        spec = self.spec
         runner = self.runner
         sched = self.scheduler
         fault = self.fault
@@ -191,14 +192,14 @@ class Generation:
         try:
             t_slot = time.perf_counter_ns()
             start = asyncio.get_running_loop().time()
-            if spec.prompt_ms > 0:
-                await sleep_until(start + spec.prompt_ms / 1000.0)
+            if self.prompt_ms > 0:
+                await sleep_until(start + self.prompt_ms / 1000.0)
             t_prompt = time.perf_counter_ns()
             hide_content = self.tool_calls is not None
             if stream:
                 await self._stream(conn, model, chat, hide_content)
             else:
-                await self._pace(start + spec.prompt_ms / 1000.0, len(self.think_pieces) + len(self.pieces))
+                await self._pace(start + self.prompt_ms / 1000.0, len(self.think_pieces) + len(self.pieces))
             t_end = time.perf_counter_ns()
             final = self._final(
                 model, chat, stream, prompt_text, ctx_in, t0, t_loaded, t_slot, t_prompt, t_end

@@ -287,6 +287,9 @@ class App(ManagementHandlers):
             )
             if tools and last.get("role") == "user":
                 plan.tool_calls = tool_calls(tools, last_text, seed)
+            if spec.prompt_token_ms > 0:  # tokens a slot has cached from this conversation are free
+                cached = self.prompt_caches.use(entry.key, spec.slots, entry.stats.loads, messages, "".join(plan.pieces))
+                plan.prompt_ms -= spec.prompt_token_ms * min(cached, plan.prompt_tokens - 1)
             await plan.run(
                 conn, stream, raw_model, t0, t_loaded, chat=True, prompt_text=prompt_text, ctx_in=[]
             )

@@ -39,6 +39,7 @@ class ModelSpec:
     slots: int = 1
     load_ms: float = 0.0
     prompt_ms: float = 0.0
+    prompt_token_ms: float = 0.0  # per prompt token not found in the prompt cache (_prompt_cache.py)
     token_ms: float = 0.0
     tokens: int = 8
     dim: int = 768
@@ -58,7 +59,7 @@ class ModelSpec:
             raise ValueError("ModelSpec.slots must be >= 1")
         if self.tokens < 0 or self.dim < 1 or self.context_length < 1:
             raise ValueError("ModelSpec.tokens must be >= 0, dim and context_length >= 1")
-        for name in ("load_ms", "prompt_ms", "token_ms", "embed_ms"):
+        for name in ("load_ms", "prompt_ms", "prompt_token_ms", "token_ms", "embed_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ModelSpec.{name} must be >= 0")
         if self.kind == "embed" and self.slots != 1:
@@ -242,7 +243,7 @@ def model_size(parameter_size: str, quantization_level: str) -> int:
 def spec_from_options(name: str, options: dict[str, str]) -> ModelSpec:
     """Build a spec from ``key=value`` strings (the CLI's ``--model`` syntax)."""
     ints = {"slots", "tokens", "dim", "context_length"}
-    floats = {"load_ms", "prompt_ms", "token_ms", "embed_ms"}
+    floats = {"load_ms", "prompt_ms", "prompt_token_ms", "token_ms", "embed_ms"}
     strs = {"kind", "family", "parameter_size", "quantization_level"}
     kwargs: dict[str, Any] = {}
     for key, raw in options.items():

@@ -18,6 +18,7 @@ from ._faults import Fault, FaultPlan
 from ._http import JSON_CT, Connection
 from ._json import dumps
 from ._models import ModelSpec, StatsCounter, canonical_name, display_name
+from ._prompt_cache import PromptCaches
 from ._scheduler import Runner, Scheduler
 from ._text import EmbeddingCache
 
@@ -79,6 +80,7 @@ class AppState:
         self.scheduler = Scheduler(max_queue, keep_alive_s)
         self.faults = FaultPlan()
         self.embed_cache = EmbeddingCache()
+        self.prompt_caches = PromptCaches()
         self.models: dict[str, ModelEntry] = {}
         self.blobs: dict[str, int] = {}
         self._names: dict[str, str] = {}
