@@ -21,6 +21,7 @@ from ._errors import (
     StreamError,
     StructuredOutputError,
 )
+from ._hosts import Host, HostState
 from ._limits import LimitStats
 from ._streaming import Stream
 from ._tools import tool_from_callable
@@ -57,6 +58,8 @@ __all__ = [
     "EmbeddingsResponse",
     "EventLoopError",
     "GenerateResponse",
+    "Host",
+    "HostState",
     "Image",
     "IncompleteStreamError",
     "LimitStats",

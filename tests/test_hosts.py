@@ -1,0 +1,282 @@
+"""Several servers as one client, over loopback against a simulated fleet (asyncio and trio).
+
+One test per routing/health/failover rule of ``_routing.py``; the fleet's members are real
+simulators on their own ports, stopped and restarted as a dying server would be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anyio
+import anyio.to_thread
+import pytest
+
+import ollama_async as oa
+from ollama_async import _hosts
+from ollama_async.testing import Fault, Fleet, ModelSpec
+from ollama_async.testing._prompt_cache import PromptCaches
+
+pytestmark = pytest.mark.anyio
+
+M = "llama3.2"
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ejections last 50 ms instead of a second, so re-admission is quick to see."""
+    monkeypatch.setattr(_hosts, "BACKOFF_BASE", 0.05)
+
+
+def spec(slots: int = 2, token_ms: float = 1.0, tokens: int = 4, name: str = M) -> ModelSpec:
+    return ModelSpec(name, slots=slots, token_ms=token_ms, tokens=tokens)
+
+
+@pytest.fixture
+def pair() -> Iterator[Fleet]:
+    """Two hosts: a 1-slot one and a 4-slot one, both with the same model."""
+    with Fleet([[spec(1, token_ms=25)], [spec(4, token_ms=25)]]) as fleet:
+        yield fleet
+
+
+def requests(fleet: Fleet, index: int, model: str = M) -> int:
+    return fleet[index].stats(model).requests
+
+
+def state(client: oa.AsyncClient, url: str) -> oa.HostState:
+    return next(h for h in client.hosts if h.url == url)
+
+
+# -- routing ----------------------------------------------------------------------------------
+
+
+async def test_requests_go_to_free_slots(pair: Fleet) -> None:
+    hosts = [oa.Host(pair.urls[0], concurrency=1), oa.Host(pair.urls[1], concurrency=4)]
+    async with oa.AsyncClient(host=hosts) as client, anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(client.generate, M, "go")
+    a, b = pair[0].stats(M), pair[1].stats(M)
+    assert (a.requests, b.requests) == (1, 4)
+    assert (a.max_in_flight, b.max_in_flight) == (1, 4)
+    assert a.queue_waits == 0 and b.queue_waits == 0  # nothing ever waited inside a server
+
+
+async def test_slow_host_gets_proportionally_less() -> None:
+    with Fleet([[spec(1, token_ms=2)], [spec(1, token_ms=20)]]) as fleet:
+        async with oa.AsyncClient(host=fleet.urls, concurrency=1) as client:
+            results = await client.batch.generate(M, ["p"] * 40)
+        assert all(isinstance(r, oa.GenerateResponse) for r in results)
+        fast, slow = requests(fleet, 0), requests(fleet, 1)
+        assert fast + slow == 40
+        assert fast > 3 * slow  # ~10x faster: by measured service time it gets most of the work
+
+
+async def test_model_only_on_some_hosts_and_on_none() -> None:
+    with Fleet([[spec(name="a")], [spec(name="a"), spec(name="b")]]) as fleet:
+        async with oa.AsyncClient(host=fleet.urls) as client:
+            for _ in range(3):
+                await client.generate("b", "x")
+            assert requests(fleet, 1, "b") == 3
+            with pytest.raises(oa.ModelNotFoundError) as info:
+                await client.generate("nowhere", "x")
+        message = str(info.value)
+        assert "nowhere" in message and fleet.urls[0] in message and fleet.urls[1] in message
+
+
+async def test_loaded_model_is_preferred() -> None:
+    with Fleet([[spec(4)], [spec(4)]]) as fleet:
+        async with oa.AsyncClient(fleet.urls[1]) as direct:
+            await direct.generate(M, "warm up host 1")
+        before = requests(fleet, 1)
+        async with oa.AsyncClient(host=fleet.urls) as client:
+            await client.generate(M, "x")
+            assert state(client, fleet.urls[1]).loaded == (f"{M}:latest",)
+        assert requests(fleet, 1) == before + 1 and requests(fleet, 0) == 0
+
+
+async def test_affinity_keeps_a_conversation_on_its_host_and_moves_when_it_dies() -> None:
+    with Fleet([[spec(4)], [spec(4)]]) as fleet:
+        async with oa.AsyncClient(host=fleet.urls) as client:
+            messages: list[dict[str, str]] = [{"role": "system", "content": "be brief"}]
+            where: list[int] = []
+            for turn in range(6):
+                messages.append({"role": "user", "content": f"question {turn}"})
+                counts = [requests(fleet, 0), requests(fleet, 1)]
+                reply = await client.chat(M, messages)
+                messages.append({"role": "assistant", "content": reply.message.content or ""})
+                where.append(0 if requests(fleet, 0) > counts[0] else 1)
+                await client.generate(M, "other traffic in between")  # moves the load around
+            assert len(set(where)) == 1
+            home = where[0]
+            await anyio.to_thread.run_sync(fleet.stop, home)
+            messages.append({"role": "user", "content": "still there?"})
+            await client.chat(M, messages)  # the conversation moves to the live host
+            keyed = client.with_options(affinity="user-7")
+            first = [requests(fleet, 1 - home)]
+            for _ in range(3):
+                await keyed.generate(M, "pinned by key")
+            assert requests(fleet, 1 - home) == first[0] + 3
+
+
+def test_prompt_cache_reuses_the_longest_prefix_per_slot() -> None:
+    caches = PromptCaches()
+    turn1 = [{"role": "user", "content": "one two three"}]
+    assert caches.use("m", 2, 1, turn1, "four five") == 0
+    turn2 = [*turn1, {"role": "assistant", "content": "four five"}, {"role": "user", "content": "six"}]
+    assert caches.use("m", 2, 1, turn2, "seven") == (3 + 4) + (2 + 4)  # both earlier messages cached
+    other = [{"role": "user", "content": "unrelated"}]
+    assert caches.use("m", 2, 1, other, "x") == 0
+    assert caches.use("m", 2, 2, turn2, "seven") == 0  # a new load starts cold
+
+
+# -- health -----------------------------------------------------------------------------------
+
+
+async def test_ejection_and_readmission(fast_backoff: None) -> None:
+    with Fleet([[spec(2)], [spec(2)]]) as fleet:
+        async with oa.AsyncClient(host=fleet.urls) as client:
+            await client.generate(M, "x")
+            await anyio.to_thread.run_sync(fleet.stop, 0)
+            for _ in range(6):
+                await client.generate(M, "host 0 is gone")  # none fails: they go to host 1
+            down = state(client, fleet.urls[0])
+            assert down.state == "ejected" and down.errors >= 1 and down.last_error
+            await anyio.to_thread.run_sync(fleet.restart, 0)
+            with anyio.fail_after(10):
+                while state(client, fleet.urls[0]).state not in ("half-open", "healthy"):  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+            results = await client.batch.generate(M, ["back"] * 20)
+            assert all(isinstance(r, oa.GenerateResponse) for r in results)
+            assert requests(fleet, 0) > 0  # it gets work again
+            assert state(client, fleet.urls[0]).state == "healthy"
+
+
+async def test_server_errors_eject_after_a_few_and_fail_over() -> None:
+    with Fleet([[spec(2)], [spec(2)]]) as fleet:
+        hosts: list[oa.Host | str] = [oa.Host(fleet.urls[0], weight=100.0), fleet.urls[1]]  # host 0 is always first choice
+        async with oa.AsyncClient(host=hosts) as client:
+            await client.generate(M, "x")
+            fleet[0].inject(Fault.status(500), times=_hosts.EJECT_AFTER)
+            for _ in range(_hosts.EJECT_AFTER):
+                await client.generate(M, "fails over")
+            assert state(client, fleet.urls[0]).state == "ejected"
+
+
+# -- failover ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", [Fault.reset(), Fault.status(502), Fault.busy(1), Fault.status(500)],
+                         ids=["reset", "502", "503", "500"])
+async def test_non_streamed_request_fails_over(fault: Fault) -> None:
+    with Fleet([[spec(2)], [spec(2)]]) as fleet:
+        hosts: list[oa.Host | str] = [oa.Host(fleet.urls[0], weight=100.0), fleet.urls[1]]
+        async with oa.AsyncClient(host=hosts, max_retries=1) as client:
+            await client.generate(M, "x")
+            before = requests(fleet, 1)
+            fleet[0].inject(fault, times=2)  # twice: a reset kept-alive connection is retried once in place
+            reply = await client.generate(M, "survives")
+            assert reply.done
+            assert requests(fleet, 1) == before + 1
+
+
+async def test_stream_fails_over_before_its_first_part_only() -> None:
+    with Fleet([[spec(2, tokens=6)], [spec(2, tokens=6)]]) as fleet:
+        hosts: list[oa.Host | str] = [oa.Host(fleet.urls[0], weight=100.0), fleet.urls[1]]
+        async with oa.AsyncClient(host=hosts) as client:
+            await client.generate(M, "x")
+            fleet[0].inject(Fault.reset(after=2))
+            with pytest.raises(oa.IncompleteStreamError):
+                async for _ in await client.generate(M, "stream", stream=True):
+                    pass
+            assert requests(fleet, 1) == 0  # a started stream is never re-sent elsewhere
+            fleet[0].inject(Fault.status(503))
+            parts = [p async for p in await client.generate(M, "stream", stream=True)]
+            assert parts[-1].done and requests(fleet, 1) == 1  # not started yet: it went to host 1
+
+
+async def test_batch_loses_and_duplicates_nothing_when_a_host_dies_and_returns(fast_backoff: None) -> None:
+    with Fleet([[spec(2, token_ms=3)], [spec(2, token_ms=3)], [spec(4, token_ms=3)]]) as fleet:
+        async with oa.AsyncClient(host=[oa.Host(u, concurrency=s) for u, s in zip(fleet.urls, (2, 2, 4), strict=True)]) as client:
+            seen: list[int] = []
+            async with anyio.create_task_group() as tg:
+
+                async def chaos() -> None:
+                    while len(seen) < 60:  # noqa: ASYNC110 - polls the batch's progress
+                        await anyio.sleep(0.005)
+                    await anyio.to_thread.run_sync(fleet.stop, 2)
+                    while len(seen) < 180:  # noqa: ASYNC110
+                        await anyio.sleep(0.005)
+                    await anyio.to_thread.run_sync(fleet.restart, 2)
+
+                tg.start_soon(chaos)
+                async for item in client.batch.generate(M, [f"p{i}" for i in range(300)]):
+                    assert item.error is None, item.error
+                    seen.append(item.index)
+            assert sorted(seen) == list(range(300))
+
+
+# -- management, hosts --------------------------------------------------------------------------
+
+
+async def test_management_fans_out_and_lists_merge() -> None:
+    with Fleet([[spec(name="a")], [spec(name="b")]]) as fleet:
+        async with oa.AsyncClient(host=fleet.urls) as client:
+            tags = await client.list()
+            assert {(m.model, m.host) for m in tags.models} == {  # type: ignore[attr-defined]
+                ("a:latest", fleet.urls[0]), ("b:latest", fleet.urls[1])
+            }
+            assert (await client.pull("fresh")).status == "success"
+            with anyio.fail_after(5):  # the simulator answers "success" a moment before it adds the model
+                while not all("fresh:latest" in sim.models() for sim in fleet.simulators):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            show = await client.show("b")  # goes to the host that has it
+            assert show.details is not None
+            results = await client.each_host(lambda c: c.delete("a"))
+            assert isinstance(results[fleet.urls[0]], oa.StatusResponse)
+            assert isinstance(results[fleet.urls[1]], oa.ResponseError)
+            pinned = client.on_host(fleet.urls[1])
+            parts = [p.status async for p in await pinned.pull("only-here", stream=True)]
+            assert parts[-1] == "success" and "only-here:latest" not in fleet[0].models()
+            with pytest.raises(oa.RequestError, match="on_host"):
+                async for _ in await client.pull("x", stream=True):
+                    pass
+            await client.generate("b", "load")
+            ps = await client.ps()
+            assert [(m.model, m.host) for m in ps.models] == [("b:latest", fleet.urls[1])]  # type: ignore[attr-defined]
+
+
+async def test_hosts_can_be_added_and_removed_while_running() -> None:
+    with Fleet([[spec(2)], [spec(2)]]) as fleet:
+        async with oa.AsyncClient(host=[fleet.urls[0]]) as client:
+            await client.batch.generate(M, ["x"] * 6)
+            assert requests(fleet, 1) == 0
+            client.add_host(oa.Host(fleet.urls[1], concurrency=2))
+            await client.batch.generate(M, ["x"] * 20)
+            assert requests(fleet, 1) > 0
+            with pytest.raises(oa.RequestError, match="already"):
+                client.add_host(fleet.urls[1])
+            before = requests(fleet, 0)
+            await client.remove_host(fleet.urls[0])
+            await client.batch.generate(M, ["x"] * 6)
+            assert requests(fleet, 0) == before
+            assert [h.url for h in client.hosts] == [fleet.urls[1]]
+            with pytest.raises(oa.RequestError, match="last host"):
+                await client.remove_host(fleet.urls[1])
+
+
+def test_bad_hosts_are_typed_errors() -> None:
+    with pytest.raises(oa.RequestError, match=r"host\[1\]"):
+        oa.AsyncClient(host=["http://a:1", 5])  # type: ignore[list-item]
+    with pytest.raises(oa.RequestError, match="at least one"):
+        oa.AsyncClient(host=[])
+    with pytest.raises(oa.RequestError, match=r"Host\.weight"):
+        oa.Host("http://a:1", weight=0)
+    with pytest.raises(oa.RequestError, match="concurrency"):
+        oa.Host("http://a:1", concurrency=0)
+    with pytest.raises(oa.RequestError, match="already"):
+        oa.AsyncClient(host=["a:1", "http://a:1"])
