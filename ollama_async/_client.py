@@ -247,13 +247,17 @@ class AsyncClient:
         return transport
 
     async def _model_bound(self, model: str, path: str) -> int:
-        """How many requests of ``model`` may be in flight at most (the batch engine's workers)."""
+        """How many requests of ``model`` a batch keeps going (it adds one to have the next ready).
+
+        Several hosts: the fleet's bound plus one more per further host, so that every host has
+        its next request waiting in its limiter and a freed slot never waits for a round trip
+        through the batch."""
         call = Call("POST", path, model=model)
         limits = self._transport.limits
         if isinstance(limits, FleetLimits):
             await limits.prepare(call)
-        else:
-            await limits.for_call(call, self._transport)  # type: ignore[arg-type]
+            return limits.bound(model) + limits.hosts_with(model) - 1
+        await limits.for_call(call, self._transport)  # type: ignore[arg-type]
         return limits.bound(model)
 
     @property

@@ -11,7 +11,7 @@ The router (``_routing.py``) chooses among members; ``client.hosts`` shows their
 Health is a circuit breaker per host: a failure another host could have avoided (connection
 refused or reset, a connect timeout, 5xx) counts; a refused connection ejects at once, other
 failures after ``EJECT_AFTER`` in a row. An ejected host gets no requests for its back-off
-(1 s, doubling per ejection in a row, at most 60 s); then one cheap probe (``GET /api/version``)
+(0.5 s, doubling per ejection in a row, at most 30 s); then one cheap probe (``GET /api/version``)
 runs in the background: success re-admits it (half-open: the next failure ejects it again with
 the doubled back-off, a success closes the breaker and resets the back-off), failure ejects it
 again.
@@ -36,8 +36,8 @@ __all__ = ["EJECT_AFTER", "Health", "Host", "HostInput", "HostState", "Member", 
 
 #: Failures in a row (other than a refused connection) that eject a host.
 EJECT_AFTER = 3
-BACKOFF_BASE = 1.0
-BACKOFF_MAX = 60.0
+BACKOFF_BASE = 0.5
+BACKOFF_MAX = 30.0
 
 #: How long a host's list of models (``/api/tags``) and of loaded models (``/api/ps``) is trusted.
 CATALOG_TTL = 10.0

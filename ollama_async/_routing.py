@@ -568,6 +568,11 @@ class FleetLimits:
         key = model_key(model)
         return sum(m.limits.bound(model) for m in self._router.members if m.has(key) is not False) or 1
 
+    def hosts_with(self, model: str) -> int:
+        """How many hosts may serve ``model`` (those whose catalog lists it or is unknown)."""
+        key = model_key(model)
+        return sum(1 for m in self._router.members if m.has(key) is not False)
+
     def for_model(self, model: str) -> _FleetModelLimiter:
         return _FleetModelLimiter([m.limits.for_model(model) for m in self._router.members])
 
