@@ -6,7 +6,9 @@ simulators on their own ports, stopped and restarted as a dying server would be.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
 import anyio.to_thread
@@ -16,6 +18,8 @@ import ollama_async as oa
 from ollama_async import _hosts
 from ollama_async.testing import Fault, Fleet, ModelSpec
 from ollama_async.testing._prompt_cache import PromptCaches
+
+from .test_cli import cli
 
 pytestmark = pytest.mark.anyio
 
@@ -280,3 +284,22 @@ def test_bad_hosts_are_typed_errors() -> None:
         oa.Host("http://a:1", concurrency=0)
     with pytest.raises(oa.RequestError, match="already"):
         oa.AsyncClient(host=["a:1", "http://a:1"])
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def test_cli_takes_several_hosts_and_bench_reports_per_host(tmp_path: Path) -> None:
+    with Fleet([[spec(2, token_ms=2)], [spec(2, token_ms=2)]]) as fleet:
+        prompts = tmp_path / "prompts.txt"
+        prompts.write_text("".join(f"prompt {i}\n" for i in range(30)))
+        out = tmp_path / "out.jsonl"
+        hosts = [arg for url in fleet.urls for arg in ("--host", url)]
+        job = cli("generate", str(prompts), "-m", M, "-o", str(out), "--quiet", *hosts)
+        assert job.returncode == 0, job.stderr
+        assert len(out.read_text().splitlines()) == 30
+        assert requests(fleet, 0) > 0 and requests(fleet, 1) > 0  # both served part of the job
+        bench = cli("bench", "-m", M, "--levels", "1,2", "--requests", "8", "--all-levels", *hosts)
+        assert bench.returncode == 0, bench.stderr
+        for url in fleet.urls:
+            assert re.search(rf"{re.escape(url)}: healthy, [1-9]\d* requests", bench.stderr), bench.stderr

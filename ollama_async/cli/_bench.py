@@ -30,6 +30,7 @@ import anyio
 from .. import AsyncClient
 from .._errors import OllamaConnectionError, OllamaError, OllamaTimeoutError, ResponseError
 from .._types import GenerateResponse
+from ._hosts import add_host_option, host_lines, hosts_of
 from ._jobs import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Fatal, check_server
 
 __all__ = ["Level", "add_arguments", "find_saturation", "run_bench"]
@@ -83,7 +84,7 @@ class Level:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``bench`` subcommand's flags."""
     p.add_argument("-m", "--model", required=True, help="a generate model on the server")
-    p.add_argument("--host", default=None, help="Ollama server (default: OLLAMA_HOST, else 127.0.0.1:11434)")
+    add_host_option(p, "Ollama server (default: OLLAMA_HOST, else 127.0.0.1:11434)")
     p.add_argument("--levels", default=None, metavar="1,2,4,...",
                    help="concurrency levels to try (default: powers of two up to --max-concurrency)")
     p.add_argument("--max-concurrency", type=int, default=32, help="highest level by default (32)")
@@ -199,7 +200,7 @@ def _stalled(levels: list[Level], threshold: float) -> bool:
 
 async def _bench(args: argparse.Namespace, levels: list[int]) -> list[Level]:
     # The client-side bound must not cap the levels (OLLAMA_NUM_PARALLEL may be set here).
-    async with AsyncClient(args.host, concurrency=max(levels)) as client:
+    async with AsyncClient(hosts_of(args.host), concurrency=max(levels)) as client:
         await check_server(client, args.model, "completion")
         print(f"benchmarking {args.model} at {client.base_url}: levels {', '.join(map(str, levels))}",
               file=sys.stderr, flush=True)
@@ -213,6 +214,8 @@ async def _bench(args: argparse.Namespace, levels: list[int]) -> list[Level]:
                   file=sys.stderr, flush=True)
             if not args.all_levels and _stalled(results, args.threshold):
                 break
+        for line in host_lines(client):  # several hosts: how the work was shared
+            print(line, file=sys.stderr, flush=True)
         return results
 
 

@@ -22,6 +22,7 @@ import anyio
 
 from .. import AsyncClient
 from .._errors import OllamaConnectionError, OllamaTimeoutError
+from ._hosts import add_host_option, hosts_of
 from ._jobs import EXIT_FAILED_ITEMS, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Fatal, check_server
 from ._progress import JobProgress
 
@@ -37,8 +38,7 @@ SIM_SLOTS = 4
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``demo`` subcommand's flags."""
-    p.add_argument("--host", default=None,
-                   help="run against this server (default: OLLAMA_HOST; without either, the built-in simulator)")
+    add_host_option(p, "run against this server (default: OLLAMA_HOST; without either, the built-in simulator)")
     p.add_argument("-m", "--model", default="llama3.2", help="generate model (default llama3.2)")
     p.add_argument("--embed-model", default="nomic-embed-text", help="embed model (default nomic-embed-text)")
     p.add_argument("--generates", type=int, default=200, metavar="N", help="prompts in the batch (default 200)")
@@ -138,7 +138,7 @@ async def _bulk_embed(client: AsyncClient, args: argparse.Namespace) -> int:
     return failed
 
 
-async def _demo(args: argparse.Namespace, host: str, where: str) -> int:
+async def _demo(args: argparse.Namespace, host: str | list[str], where: str) -> int:
     async with AsyncClient(host) as client:
         await check_server(client, args.model, "completion")
         await check_server(client, args.embed_model, "embedding")
@@ -160,7 +160,7 @@ def run_demo(args: argparse.Namespace) -> int:
     for name in ("generates", "embeds", "num_predict"):
         if getattr(args, name) < 1:
             raise Fatal(EXIT_USAGE, f"--{name.replace('_', '-')} must be >= 1")
-    host = args.host or os.environ.get("OLLAMA_HOST") or None
+    host = hosts_of(args.host) or os.environ.get("OLLAMA_HOST") or None
     if host is not None:
         return anyio.run(_demo, args, host, "your server")
     from ..testing import ModelSpec, Simulator

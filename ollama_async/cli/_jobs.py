@@ -93,7 +93,7 @@ class JobConfig:
     input: InputSpec
     out: str
     model: str
-    host: str | None = None
+    host: str | list[str] | None = None
     concurrency: int | str | None = None
     restart: bool = False
     quiet: bool = False

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ._hosts import add_host_option, hosts_of
 from ._inputs import DEFAULT_FIELD, InputSpec, guess_format
 from ._jobs import EXIT_INTERNAL, EXIT_USAGE, Fatal, JobConfig, run_job
 
@@ -146,7 +147,7 @@ def _job_parser(sub: Any, name: str, help_: str, description: str) -> argparse.A
     p.add_argument("input", metavar="INPUT", help="a .txt file (one item per line), a .jsonl file, or - for stdin")
     p.add_argument("-m", "--model", required=True, help="the model to run")
     p.add_argument("-o", "--out", required=True, metavar="OUT", help="the output file")
-    p.add_argument("--host", default=None, help="Ollama server (default: OLLAMA_HOST, else 127.0.0.1:11434)")
+    add_host_option(p, "Ollama server (default: OLLAMA_HOST, else 127.0.0.1:11434)")
     p.add_argument("--field", default=None,
                    help=f"JSONL field holding the item (default: {DEFAULT_FIELD[name]!r})")
     p.add_argument("--id-field", default=None, help="JSONL field holding the item's id (default: the line number)")
@@ -255,7 +256,7 @@ def _job_config(args: argparse.Namespace) -> JobConfig:
         system=system if kind == "chat" else None, defaults=tuple(defaults.items()),
     )
     return JobConfig(
-        kind=kind, input=spec, out=args.out, model=args.model, host=args.host, concurrency=args.concurrency,
+        kind=kind, input=spec, out=args.out, model=args.model, host=hosts_of(args.host), concurrency=args.concurrency,
         restart=args.restart, quiet=args.quiet, log_interval=args.log_interval, params=params,
         call_kwargs=call_kwargs, dimensions=getattr(args, "dimensions", None),
     )
