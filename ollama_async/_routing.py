@@ -135,7 +135,7 @@ class Router:
         for scope in list(self._scopes):
             scope.cancel()
         if self._owns_http:
-            for member in self.members:
+            for member in list(self.members):
                 await member.transport.aclose()
 
     async def request(self, call: Call, decode: Callable[[bytes], T]) -> T:
@@ -177,7 +177,7 @@ class Router:
         if any(m.url == base for m in self.members):
             raise RequestError(f"host {base} is already in this client", field="host")
         member = Member(host, self._make(host))
-        self.members = [*self.members, member]  # a new list: running loops keep theirs
+        self.members.append(member)  # in place: views (``with_options``) share the list
         return member
 
     async def remove(self, url: str) -> None:
@@ -185,7 +185,7 @@ class Router:
         if len(self.members) == 1:
             raise RequestError("cannot remove the last host", field="host")
         member.removed = True
-        self.members = [m for m in self.members if m is not member]
+        self.members.remove(member)
         for key in [k for k, m in self._affinity.items() if m is member]:
             del self._affinity[key]
         while member.in_flight():  # noqa: ASYNC110 - no event to wait on: let what runs there finish

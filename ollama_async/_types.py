@@ -316,6 +316,7 @@ class ListResponse(SubscriptableBaseModel):
         size: ByteSize | None = None
         details: ModelDetails | None = None
         capabilities: list[str] | None = None
+        host: str | None = None  # several hosts: which server has it (not in the server's reply)
 
     models: list[Model]
 
@@ -346,6 +347,7 @@ class ProcessResponse(SubscriptableBaseModel):
         size_vram: ByteSize | None = None
         details: ModelDetails | None = None
         context_length: int | None = None
+        host: str | None = None  # several hosts: which server has it loaded (not in the server's reply)
 
     models: list[Model]
 

@@ -231,7 +231,7 @@ async def test_management_fans_out_and_lists_merge() -> None:
     with Fleet([[spec(name="a")], [spec(name="b")]]) as fleet:
         async with oa.AsyncClient(host=fleet.urls) as client:
             tags = await client.list()
-            assert {(m.model, m.host) for m in tags.models} == {  # type: ignore[attr-defined]
+            assert {(m.model, m.host) for m in tags.models} == {
                 ("a:latest", fleet.urls[0]), ("b:latest", fleet.urls[1])
             }
             assert (await client.pull("fresh")).status == "success"
@@ -251,7 +251,7 @@ async def test_management_fans_out_and_lists_merge() -> None:
                     pass
             await client.generate("b", "load")
             ps = await client.ps()
-            assert [(m.model, m.host) for m in ps.models] == [("b:latest", fleet.urls[1])]  # type: ignore[attr-defined]
+            assert [(m.model, m.host) for m in ps.models] == [("b:latest", fleet.urls[1])]
 
 
 async def test_hosts_can_be_added_and_removed_while_running() -> None:
