@@ -249,14 +249,15 @@ class AsyncClient:
     async def _model_bound(self, model: str, path: str) -> int:
         """How many requests of ``model`` a batch keeps going (it adds one to have the next ready).
 
-        Several hosts: the fleet's bound plus one more per further host, so that every host has
-        its next request waiting in its limiter and a freed slot never waits for a round trip
-        through the batch."""
+        Several hosts: the fleet's bound plus two per host (with the batch's one), so that every
+        host has its next requests waiting in its limiter and a freed slot never waits for a
+        round trip through the batch (bench_hosts.py: ~95 % of the ideal with one, ~97 % with
+        two)."""
         call = Call("POST", path, model=model)
         limits = self._transport.limits
         if isinstance(limits, FleetLimits):
             await limits.prepare(call)
-            return limits.bound(model) + limits.hosts_with(model) - 1
+            return limits.bound(model) + 2 * limits.hosts_with(model) - 1
         await limits.for_call(call, self._transport)  # type: ignore[arg-type]
         return limits.bound(model)
 
