@@ -36,6 +36,7 @@ and raise the first failure once all finished (``client.each_host`` gives per-ho
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -87,6 +88,7 @@ class Router:
         self.members: list[Member] = []
         self._affinity: OrderedDict[str, Member] = OrderedDict()
         self._missing: dict[str, float] = {}  # model_key -> when it was last looked up in vain
+        self._catalog_checked: dict[str, float] = {}  # model_key -> when some host was seen with it
         self._scopes: set[anyio.CancelScope] = set()
         self._owns_http = True
         self._closed = False
@@ -208,25 +210,33 @@ class Router:
         any_free = False
         sticky = self._affinity.get(affinity) if affinity is not None else None
         sticky_free = False
-        known = [s for m in self.members if (s := m.service.get(key)) is not None]
-        default_service = sum(known) / len(known) if known else 1.0
+        default_service = -1.0  # found on first need: the mean measured time of the others
         for member in self.members:
             health = member.health
-            if health.due(now):
-                self._spawn(self._probe, member)
-            if not health.usable or member in exclude or member.has(key) is False:
+            if health.state != "healthy":
+                if health.due(now):
+                    self._spawn(self._probe, member)
+                if health.state != "half-open":
+                    continue
+            models = member.models
+            if (models is not None and key not in models) or (exclude and member in exclude):
                 continue
             limiter = member.limits.for_model(key)
             stats = limiter.stats
             busy = stats.in_flight + stats.waiting
             gate = limiter.gate_remaining
             free = busy < stats.limit and gate <= 0.0
-            any_free = any_free or free
-            if member is sticky:
-                sticky_free = free
-            service = member.service.get(key, default_service)
-            ect = (busy + 1) / stats.limit * service / member.weight + gate
-            score = (not free, key not in member.loaded, ect)
+            if free:
+                any_free = True
+                if member is sticky:
+                    sticky_free = True
+            service = member.service.get(key)
+            if service is None:
+                if default_service < 0:
+                    known = [s for m in self.members if (s := m.service.get(key)) is not None]
+                    default_service = sum(known) / len(known) if known else 1.0
+                service = default_service
+            score = (not free, key not in member.loaded, (busy + 1) / stats.limit * service / member.weight + gate)
             if best_score is None or score < best_score:
                 best, best_score = member, score
         # the key stays where it is while that host has room, or nobody has
@@ -337,6 +347,8 @@ class Router:
     async def _ensure_catalog(self, key: str) -> None:
         """Know which hosts have ``key``: fetch catalogs never fetched, refresh stale ones."""
         now = time.monotonic()
+        if now - self._catalog_checked.get(key, -math.inf) < 1.0:
+            return  # checked within the last second: the per-request cost stays a dict lookup
         cold = [m for m in self.members if m.fetched == -math.inf and m.health.usable]
         if cold:
             await self._refresh_all(cold)
@@ -348,6 +360,8 @@ class Router:
             if now - last >= MISSING_RECHECK:
                 self._missing[key] = now
                 await self._refresh_all([m for m in self.members if m.health.usable], force=True)
+        if any(m.has(key) for m in self.members):
+            self._catalog_checked[key] = now
 
     async def _refresh_all(self, members: list[Member], *, force: bool = False) -> None:
         async with anyio.create_task_group() as tg:
@@ -410,14 +424,17 @@ class Router:
                 finally:
                     scopes.discard(scope)
 
-        try:
-            import asyncio
+        import asyncio
+        import sys
 
+        try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            import trio
-
-            trio.lowlevel.spawn_system_task(run)
+            trio = sys.modules.get("trio")
+            # no event loop at all (``client.hosts`` from synchronous code): the next request probes
+            with contextlib.suppress(RuntimeError):
+                if trio is not None:
+                    trio.lowlevel.spawn_system_task(run)
             return
         task = loop.create_task(run())
         _TASKS.add(task)

@@ -15,7 +15,7 @@ import anyio.to_thread
 import pytest
 
 import ollama_async as oa
-from ollama_async import _hosts
+from ollama_async import _hosts, _routing
 from ollama_async.testing import Fault, Fleet, ModelSpec
 from ollama_async.testing._prompt_cache import PromptCaches
 
@@ -146,7 +146,9 @@ async def test_ejection_and_readmission(fast_backoff: None) -> None:
         async with oa.AsyncClient(host=fleet.urls) as client:
             await client.generate(M, "x")
             await anyio.to_thread.run_sync(fleet.stop, 0)
-            for _ in range(6):
+            await client.generate(M, "host 0 is gone")
+            assert state(client, fleet.urls[0]).state == "ejected"  # a refused connection ejects at once
+            for _ in range(5):
                 await client.generate(M, "host 0 is gone")  # none fails: they go to host 1
             down = state(client, fleet.urls[0])
             assert down.state == "ejected" and down.errors >= 1 and down.last_error
@@ -269,6 +271,7 @@ async def test_hosts_can_be_added_and_removed_while_running() -> None:
             await client.batch.generate(M, ["x"] * 6)
             assert requests(fleet, 0) == before
             assert [h.url for h in client.hosts] == [fleet.urls[1]]
+            assert [h.url for h in client.with_options(max_retries=0).hosts] == [fleet.urls[1]]
             with pytest.raises(oa.RequestError, match="last host"):
                 await client.remove_host(fleet.urls[1])
 
@@ -303,3 +306,15 @@ def test_cli_takes_several_hosts_and_bench_reports_per_host(tmp_path: Path) -> N
         assert bench.returncode == 0, bench.stderr
         for url in fleet.urls:
             assert re.search(rf"{re.escape(url)}: healthy, [1-9]\d* requests", bench.stderr), bench.stderr
+
+
+def test_host_states_read_from_synchronous_code() -> None:
+    client = oa.AsyncClient(host=["http://a:1", oa.Host("http://b:2", weight=2.0)])
+    router = client._transport
+    assert isinstance(router, _routing.Router)
+    router.members[0].health.eject()
+    router.members[0].health.until = 0.0  # back-off over: a probe is due, but there is no loop to run it
+    states = client.hosts
+    assert [(h.url, h.state, h.weight) for h in states] == [
+        ("http://a:1", "ejected", 1.0), ("http://b:2", "healthy", 2.0)
+    ]
