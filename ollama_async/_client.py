@@ -106,10 +106,14 @@ def _sha256_file(path: Path) -> str:
 
 
 class AsyncClient:
-    """An async client for one Ollama server, on one pooled ``httpx.AsyncClient``.
+    """An async client for one Ollama server (or several as one), on pooled connections.
 
     Args:
         host: ``[scheme://]host[:port][/path]``; default ``OLLAMA_HOST``, else 127.0.0.1:11434.
+            A list of URLs and :class:`Host` entries makes one client over several servers:
+            each request is routed by free slots, loaded models and measured speed, with
+            failover and health checks (``docs/several-servers.md``); ``base_url`` and
+            ``http_client`` are then the first server's, ``hosts`` shows them all.
         timeout: seconds or an ``httpx.Timeout``; the default connects within 10 s but lets a read
             wait 10 minutes, since a model load can take minutes before the first byte. ``None``
             disables timeouts (the official client's default).
@@ -123,6 +127,8 @@ class AsyncClient:
             ``OLLAMA_NUM_PARALLEL`` from the environment, else adaptive. Embedding-only models get
             1 (the server gives them one slot) unless named in the mapping.
         max_concurrency: the most the adaptive mode may ever send at once per model (default 64).
+        affinity: with several hosts, keep each chat conversation on the server that has its
+            prompt cache (a key from its first messages); ``False`` turns that off.
         httpx_kwargs: passed to ``httpx.AsyncClient`` (``verify=``, ``proxy=``, ...).
 
     ``OLLAMA_API_KEY``, when set, is sent as ``Authorization: Bearer`` to the configured host only.

@@ -182,8 +182,9 @@ class Member:
         self.host = host
         self.url = transport.base_url
         self.transport = transport  # the client's retry policy: used when a call is pinned here
-        self.routed = _without_retries(transport)  # the router's: it retries on another host instead
+        self.routed = without_retries(transport)  # the router's: it retries on another host instead
         self.limits = transport.limits
+        self.retired: list[Transport] = []  # pools replaced by a fresh one on re-admission
         self.health = Health()
         self.weight = float(host.weight)
         self.models: set[str] | None = None  # model_key names from /api/tags
@@ -194,6 +195,17 @@ class Member:
         self.requests = 0
         self.service: dict[str, float] = {}  # model_key -> moving average of server seconds
         self.removed = False
+
+    def adopt(self, transport: Transport) -> None:
+        """Send through ``transport`` (a new pool) from now on, keeping this host's limits.
+
+        The old pool is kept open until the client closes: views made by ``on_host`` may still
+        use it, and it holds nothing in flight (the host was ejected).
+        """
+        transport.limits = self.limits
+        self.retired.append(self.transport)
+        self.transport = transport
+        self.routed = without_retries(transport)
 
     def has(self, key: str) -> bool | None:
         """Whether this host lists the model (``None``: its catalog is unknown)."""
@@ -228,7 +240,7 @@ class Member:
         )
 
 
-def _without_retries(transport: Transport) -> Transport:
+def without_retries(transport: Transport) -> Transport:
     """A view of ``transport`` sharing its pool and limits, that never retries by itself."""
     clone = copy.copy(transport)
     clone._owns_http = False

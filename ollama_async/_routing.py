@@ -58,7 +58,7 @@ from ._errors import (
     ResponseError,
     StreamError,
 )
-from ._hosts import CATALOG_TTL, Host, HostState, Member
+from ._hosts import CATALOG_TTL, Host, HostState, Member, without_retries
 from ._limits import Lease, LimitStats, ModelLimiter, model_key
 from ._transport import Call, RetryPolicy, Transport
 from ._types import ListResponse, ProcessResponse
@@ -138,7 +138,8 @@ class Router:
             scope.cancel()
         if self._owns_http:
             for member in list(self.members):
-                await member.transport.aclose()
+                for transport in (member.transport, *member.retired):
+                    await transport.aclose()
 
     async def request(self, call: Call, decode: Callable[[bytes], T]) -> T:
         """A whole request, routed (model calls) or fanned out (management calls)."""
@@ -193,7 +194,8 @@ class Router:
         while member.in_flight():  # noqa: ASYNC110 - no event to wait on: let what runs there finish
             await anyio.sleep(0.02)
         if self._owns_http:
-            await member.transport.aclose()
+            for transport in (member.transport, *member.retired):
+                await transport.aclose()
 
     def _first(self) -> Member:
         if not self.members:
@@ -394,17 +396,26 @@ class Router:
             done.set()
 
     async def _probe(self, member: Member) -> None:
-        """One cheap request to an ejected host; an answer re-admits it (half-open)."""
+        """One cheap request to an ejected host; an answer re-admits it (half-open).
+
+        The probe goes over a new connection pool, which the host then keeps: the old pool may
+        still hold connections to the server process that died, and reusing those would fail
+        the probe, or the first requests after re-admission, for nothing.
+        """
         health = member.health
         if health.probing:
             return
         health.probing = True
+        fresh = self._make(member.host)
         try:
-            await member.routed.request(Call("GET", "/api/version", timeout=PROBE_TIMEOUT), _ignore)
+            probe = without_retries(fresh)
+            await probe.request(Call("GET", "/api/version", timeout=PROBE_TIMEOUT), _ignore)
         except (OllamaConnectionError, OllamaTimeoutError, ResponseError) as exc:
             health.last_error = str(exc)
             health.eject()
+            await fresh.aclose()
         else:
+            member.adopt(fresh)
             health.readmit()
             member.fetched = -math.inf  # what it has may have changed while it was away
         finally:

@@ -80,6 +80,17 @@ async def test_slow_host_gets_proportionally_less() -> None:
         assert fast > 3 * slow  # ~10x faster: by measured service time it gets most of the work
 
 
+async def test_a_host_slowed_down_gets_less_work() -> None:
+    with Fleet([[spec(1, token_ms=3)], [spec(1, token_ms=3)]]) as fleet:
+        async with oa.AsyncClient(host=fleet.urls, concurrency=1) as client:
+            await client.batch.generate(M, ["p"] * 10)
+            await anyio.to_thread.run_sync(fleet.slow_down, 0, 8.0)
+            before = [requests(fleet, 0), requests(fleet, 1)]
+            await client.batch.generate(M, ["p"] * 40)
+        slow, fast = requests(fleet, 0) - before[0], requests(fleet, 1) - before[1]
+        assert slow + fast == 40 and fast > 2 * slow  # measured: host 0 now takes 8x as long
+
+
 async def test_model_only_on_some_hosts_and_on_none() -> None:
     with Fleet([[spec(name="a")], [spec(name="a"), spec(name="b")]]) as fleet:
         async with oa.AsyncClient(host=fleet.urls) as client:
