@@ -74,6 +74,9 @@ AFFINITY_KEYS = 65536
 #: A model no host lists is looked up again at most this often (seconds).
 MISSING_RECHECK = 1.0
 
+#: ``response.extensions`` key of a routed stream's host URL (read by ``_streaming.iter_parts``).
+HOST_EXTENSION = "ollama_async.host"
+
 _FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
 _BROADCAST_PATHS = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs/")
 _MERGED_PATHS = frozenset({"/api/tags", "/api/ps"})
@@ -154,7 +157,13 @@ class Router:
                 "a streamed management call needs one host: use client.on_host(url) on a multi-host client",
                 field="host",
             )
-        return await self._routed(call, lambda m: m.routed.open(call, stream=stream), call.model)
+
+        async def send(member: Member) -> tuple[httpx.Response, Lease | None]:
+            response, lease = await member.routed.open(call, stream=stream)
+            response.extensions[HOST_EXTENSION] = member.url  # errors of the stream name its host
+            return response, lease
+
+        return await self._routed(call, send, call.model)
 
     # -- hosts ---------------------------------------------------------------------------------
 

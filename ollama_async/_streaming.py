@@ -118,6 +118,8 @@ async def iter_parts(
     attempt = 0
     while True:
         response, lease = await transport.open(call, stream=True)
+        if (host := response.extensions.get("ollama_async.host")) is not None:  # several hosts: the one chosen
+            url = host + call.path
         handed = 0
         final = False
         last: object = None  # the final part: its timings feed the limiter

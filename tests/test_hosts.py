@@ -207,10 +207,11 @@ async def test_stream_fails_over_before_its_first_part_only() -> None:
         async with oa.AsyncClient(host=hosts) as client:
             await client.generate(M, "x")
             fleet[0].inject(Fault.reset(after=2))
-            with pytest.raises(oa.IncompleteStreamError):
+            with pytest.raises(oa.IncompleteStreamError) as info:
                 async for _ in await client.generate(M, "stream", stream=True):
                     pass
             assert requests(fleet, 1) == 0  # a started stream is never re-sent elsewhere
+            assert info.value.url == fleet.urls[0] + "/api/generate"  # the host it broke on
             fleet[0].inject(Fault.status(503))
             parts = [p async for p in await client.generate(M, "stream", stream=True)]
             assert parts[-1].done and requests(fleet, 1) == 1  # not started yet: it went to host 1
