@@ -314,7 +314,8 @@ def test_cli_takes_several_hosts_and_bench_reports_per_host(tmp_path: Path) -> N
         assert job.returncode == 0, job.stderr
         assert len(out.read_text().splitlines()) == 30
         assert requests(fleet, 0) > 0 and requests(fleet, 1) > 0  # both served part of the job
-        bench = cli("bench", "-m", M, "--levels", "1,2", "--requests", "8", "--all-levels", *hosts)
+        bench = cli("bench", "-m", M, "--levels", "1,2", "--requests", "8", "--all-levels",
+                    "--plot", str(tmp_path / "bench.png"), *hosts)
         assert bench.returncode == 0, bench.stderr
         for url in fleet.urls:
             assert re.search(rf"{re.escape(url)}: healthy, [1-9]\d* requests", bench.stderr), bench.stderr
