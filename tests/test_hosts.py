@@ -103,6 +103,32 @@ async def test_model_only_on_some_hosts_and_on_none() -> None:
         assert "nowhere" in message and fleet.urls[0] in message and fleet.urls[1] in message
 
 
+async def test_stale_catalog_404_goes_to_a_host_that_has_the_model() -> None:
+    with Fleet([[spec(2)], [spec(2)]]) as fleet:
+        hosts: list[oa.Host | str] = [oa.Host(fleet.urls[0], weight=100.0), fleet.urls[1]]
+        async with oa.AsyncClient(host=hosts) as client:
+            await client.generate(M, "x")  # both catalogs list the model now
+            fleet[0].remove_model(M)  # deleted behind the client's back
+            reply = await client.generate(M, "still answered")
+            assert reply.done and requests(fleet, 1) == 1
+            assert state(client, fleet.urls[0]).models == ()
+            assert state(client, fleet.urls[0]).state == "healthy"  # a 404 is no health failure
+
+
+async def test_embed_batches_spread_over_hosts() -> None:
+    emb = ModelSpec("nomic-embed-text", kind="embed", dim=8, embed_ms=2)
+    with Fleet([[emb], [emb]]) as fleet:
+        async with oa.AsyncClient(host=fleet.urls) as client:
+            texts = [f"text {i}" for i in range(64)]
+            result = await client.batch.embed("nomic-embed-text", texts, batch_size=4)
+            assert not result.errors and len(result.vectors) == 64
+            single = await client.embed("nomic-embed-text", texts[5])
+            assert list(result.vectors[5]) == pytest.approx(single.embeddings[0])
+            bounds = {h.url: h.limits["nomic-embed-text:latest"].limit for h in client.hosts}
+        assert set(bounds.values()) == {1}  # each host found the model embed-only: one slot each
+        assert fleet[0].stats("nomic-embed-text").requests > 0 and fleet[1].stats("nomic-embed-text").requests > 0
+
+
 async def test_loaded_model_is_preferred() -> None:
     with Fleet([[spec(4)], [spec(4)]]) as fleet:
         async with oa.AsyncClient(fleet.urls[1]) as direct:
