@@ -1,0 +1,138 @@
+"""The ``/v1`` layer and base64 bulk embeddings, against the simulator in its own process.
+
+Run: ``python benchmarks/bench_openai.py`` (about a minute; ``--quick`` for a smaller run).
+Writes ``benchmarks/results/openai.json`` and prints a markdown table. Both figures are ratios
+measured in the same run, so they mean the same on any machine:
+
+1. **Bulk embeddings**, vectors/s for 256 × 768 replies: this client's ``batch.embed`` (which now
+   asks ``/v1/embeddings`` for base64 and decodes it straight into float32) against the official
+   ``ollama`` client's ``embed`` + ``np.asarray`` (``/api/embed``, JSON floats), both keeping one
+   request ready behind the model's single slot. Goal: >= 6x.
+2. **The /v1 chat path**, requests/s at 64 in flight: ``client.openai.chat.completions.create``
+   against openai-python's ``AsyncOpenAI`` on the same simulator route.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import ollama  # noqa: E402
+import openai  # noqa: E402
+
+from benchmarks.bench_batch import Sim  # noqa: E402
+from ollama_async import AsyncClient  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "openai.json"
+EMB, GEN = "embedder", "chatter"
+MESSAGES = [{"role": "user", "content": "say something short"}]
+
+
+def texts(n: int) -> list[str]:
+    """1024 distinct texts, repeated: the simulator serves them from its caches, so the client's
+    own cost is what is measured."""
+    return [f"document {i % 1024} about topic {i % 1024 % 97} and some more words" for i in range(n)]
+
+
+async def embed_ours(url: str, items: list[str], batch: int) -> float:
+    async with AsyncClient(url) as client:
+        await client.batch.embed(EMB, items[:1024], batch_size=batch)  # warm: connections, caches
+        start = time.perf_counter()
+        result = await client.batch.embed(EMB, items, batch_size=batch)
+        elapsed = time.perf_counter() - start
+    assert not result.errors and result.vectors.shape == (len(items), 768)
+    return len(items) / elapsed
+
+
+async def embed_official(url: str, items: list[str], batch: int) -> float:
+    client = ollama.AsyncClient(host=url)
+    chunks = [items[i : i + batch] for i in range(0, len(items), batch)]
+    gate = asyncio.Semaphore(2)  # one request ready behind the single slot, as the batch engine keeps
+
+    async def one(chunk: list[str]) -> Any:
+        async with gate:
+            reply = await client.embed(EMB, chunk)
+            return np.asarray(reply.embeddings, dtype=np.float32)
+
+    await asyncio.gather(*(one(c) for c in chunks[: 1024 // batch]))
+    start = time.perf_counter()
+    arrays = await asyncio.gather(*(one(c) for c in chunks))
+    elapsed = time.perf_counter() - start
+    assert sum(len(a) for a in arrays) == len(items)
+    return len(items) / elapsed
+
+
+async def drive(call: Any, n: int, concurrency: int) -> float:
+    remaining = n
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call()
+
+    await asyncio.gather(*(call() for _ in range(concurrency)))  # warm the pool
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return n / (time.perf_counter() - start)
+
+
+async def chat_ours(url: str, n: int, concurrency: int) -> float:
+    async with AsyncClient(url, concurrency={GEN: concurrency}) as client:
+        async def call() -> None:
+            reply = await client.openai.chat.completions.create(model=GEN, messages=MESSAGES)
+            assert reply.choices[0].message.content
+
+        return await drive(call, n, concurrency)
+
+
+async def chat_official(url: str, n: int, concurrency: int) -> float:
+    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="ollama", max_retries=0) as client:
+        async def call() -> None:
+            reply = await client.chat.completions.create(model=GEN, messages=MESSAGES)  # type: ignore[arg-type]
+            assert reply.choices[0].message.content
+
+        return await drive(call, n, concurrency)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    n_embed = 256 * (8 if args.quick else 40)
+    n_chat = 600 if args.quick else 3000
+    out: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine()}
+    with Sim(f"{EMB}:kind=embed,dim=768") as sim:
+        items = texts(n_embed)
+        official = asyncio.run(embed_official(sim.url, items, 256))
+        ours = asyncio.run(embed_ours(sim.url, items, 256))
+        out["embed"] = {"vectors": n_embed, "batch": 256, "dim": 768, "official_vps": official, "ours_vps": ours,
+                        "ratio": ours / official, "goal": 6.0}
+    with Sim(f"{GEN}:slots=64,tokens=8") as sim:
+        theirs = asyncio.run(chat_official(sim.url, n_chat, 64))
+        ours = asyncio.run(chat_ours(sim.url, n_chat, 64))
+        out["chat"] = {"requests": n_chat, "concurrency": 64, "openai_rps": theirs, "ours_rps": ours,
+                       "ratio": ours / theirs}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    e, c = out["embed"], out["chat"]
+    print("| measure | this client | baseline | ratio | goal |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| bulk embed, vectors/s (256×768 replies) | {e['ours_vps']:,.0f} | {e['official_vps']:,.0f} "
+          f"(ollama + np.asarray) | {e['ratio']:.1f}× | ≥ 6× |")
+    print(f"| /v1 chat, requests/s at 64 in flight | {c['ours_rps']:,.0f} | {c['openai_rps']:,.0f} "
+          f"(openai AsyncOpenAI) | {c['ratio']:.2f}× | – |")
+
+
+if __name__ == "__main__":
+    main()
