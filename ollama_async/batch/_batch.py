@@ -312,7 +312,7 @@ class Batch:
                 out[pos].result = vector
 
         async def process(index: int, inputs: list[Any]) -> list[BatchItem[Any]]:
-            out = [BatchItem[Any](index + i, text) for i, text in enumerate(inputs)]
+            out: list[BatchItem[Any]] = [BatchItem(index + i, text) for i, text in enumerate(inputs)]
             positions = [i for i, text in enumerate(inputs) if isinstance(text, str)]
             for i, item in enumerate(out):
                 if not isinstance(item.input, str):

@@ -43,7 +43,10 @@ try:
 except ImportError:  # pragma: no cover
     loads = json.loads
 
-__all__ = ["DONE", "SKIP", "ErrorEvent", "Marker", "b64_matrix", "loads", "numpy", "sse_decoder", "stream_error"]
+__all__ = [
+    "DONE", "SKIP", "ErrorEvent", "Marker", "b64_matrix", "loads", "numpy", "sse_decoder",
+    "stream_error",
+]
 
 
 class Marker:
@@ -108,9 +111,10 @@ def stream_error(event: ErrorEvent, handed: int, **where: Any) -> StreamError:
 
 def b64_vectors(data: list[Any]) -> list[bytes]:
     """The raw float32 bytes of each ``data[i].embedding``, in ``index`` order."""
-    items = sorted(data, key=_index) if any(_index(d) != i for i, d in enumerate(data)) else data
+    if any(not isinstance(d, dict) or d.get("index", i) != i for i, d in enumerate(data)):
+        data = sorted(data, key=_index)
     out = []
-    for i, item in enumerate(items):
+    for i, item in enumerate(data):
         value = item.get("embedding") if isinstance(item, dict) else None
         if not isinstance(value, str):
             raise ValueError(f"data[{i}].embedding is not a base64 string")
@@ -124,8 +128,8 @@ def _index(item: Any) -> int:
 
 
 def b64_matrix(data: list[Any]) -> Any:
-    """The vectors of a base64 ``/v1/embeddings`` reply as one float32 ``(n, dim)`` array
-    (a list of ``list[float]`` without numpy)."""
+    """The vectors of a base64 ``/v1/embeddings`` reply (its ``data`` list) as one float32
+    ``(n, dim)`` array (a list of ``list[float]`` without numpy)."""
     raw = b64_vectors(data)
     if not raw:
         return numpy.zeros((0, 0), dtype=numpy.float32) if numpy is not None else []

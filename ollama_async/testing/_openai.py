@@ -457,44 +457,55 @@ class _CompletionWriter(_Writer):
         return out
 
 
-class _B64Cache:
-    """base64 of a vector, by the JSON text the native handler encoded it as (bounded)."""
+class _ItemCache:
+    """The ``data[i]`` JSON of a vector up to its index, in base64, by the native reply's vector
+    bytes (bounded).
+
+    The native handler hands out the same ``bytes`` object for a text while its own cache holds
+    it, so entries are found by identity (no hashing of kilobytes per vector) and checked with
+    ``is`` (an id can be reused once that object is gone).
+    """
 
     def __init__(self, max_bytes: int = 64 << 20) -> None:
-        self.items: dict[bytes, bytes] = {}
+        self.items: dict[int, tuple[bytes, bytes]] = {}
         self.size = 0
         self.max_bytes = max_bytes
 
     def get(self, vec_json: bytes) -> bytes:
-        hit = self.items.get(vec_json)
-        if hit is None:
-            floats = loads(vec_json)
-            raw = (_np.asarray(floats, dtype="<f4").tobytes() if _np is not None
-                   else struct.pack(f"<{len(floats)}f", *floats))
-            hit = base64.b64encode(raw)
-            if self.size > self.max_bytes:
-                self.items.clear()
-                self.size = 0
-            self.items[vec_json] = hit
-            self.size += len(vec_json) + len(hit)
-        return hit
+        hit = self.items.get(id(vec_json))
+        if hit is not None and hit[0] is vec_json:
+            return hit[1]
+        floats = loads(vec_json)
+        raw = (_np.asarray(floats, dtype="<f4").tobytes() if _np is not None
+               else struct.pack(f"<{len(floats)}f", *floats))
+        item = b'{"object":"embedding","embedding":"' + base64.b64encode(raw) + b'","index":'
+        if self.size > self.max_bytes:
+            self.items.clear()
+            self.size = 0
+        self.items[id(vec_json)] = (vec_json, item)
+        self.size += len(vec_json) + len(item)
+        return item
+
+
+_FLOAT_ITEM = b'{"object":"embedding","embedding":'
 
 
 class _EmbedWriter(_Writer):
     """``middleware.EmbedWriter``: embed replies → an embedding list, floats or base64.
 
     The native handler's reply parts are ``head, vector, ",", vector, ..., tail``; the vectors'
-    JSON is used as it is (floats) or through :class:`_B64Cache`, never re-parsed per request.
+    JSON is used as it is (floats) or through :class:`_ItemCache`, never re-parsed per request,
+    and the reply goes out in one join.
     """
 
-    def __init__(self, conn: Connection, model: str, b64: bool, cache: _B64Cache) -> None:
+    def __init__(self, conn: Connection, model: str, b64: bool, cache: _ItemCache) -> None:
         super().__init__(conn)
         self.model, self.b64, self.cache = model, b64, cache
 
     def respond_parts(self, status: int, parts: list[bytes], content_type: str) -> None:
         if (status == 200 and len(parts) >= 3 and parts[0].endswith(b'"embeddings":[')
                 and parts[-1].startswith(b"],") and all(p == b"," for p in parts[2:-1:2])):
-            self.conn.respond(200, self._list(parts[1:-1:2], loads(b"{" + parts[-1][2:])), JSON)
+            self.conn.respond_parts(200, self._list(parts[1:-1:2], loads(b"{" + parts[-1][2:])), JSON)
         else:
             super().respond_parts(status, parts, content_type)
 
@@ -502,17 +513,23 @@ class _EmbedWriter(_Writer):
         vectors = reply.get("embeddings")
         if vectors is None:
             return dumps({"object": "", "data": None, "model": "", "usage": {"prompt_tokens": 0, "total_tokens": 0}})
-        return self._list([dumps(v) for v in vectors], reply)
+        return b"".join(self._list([dumps(v) for v in vectors], reply))
 
-    def _list(self, vectors: list[bytes], reply: dict[str, Any]) -> bytes:
-        items = []
+    def _list(self, vectors: list[bytes], reply: dict[str, Any]) -> list[bytes]:
+        parts = [b'{"object":"list","data":' + (b"[" if vectors else b"null")]
+        get = self.cache.get
         for i, vec in enumerate(vectors):
-            value = b'"' + self.cache.get(vec) + b'"' if self.b64 else vec
-            items.append(b'{"object":"embedding","embedding":%b,"index":%d}' % (value, i))
+            if self.b64:
+                parts.append(get(vec))
+                parts.append(b"%d}," % i)
+            else:
+                parts += (_FLOAT_ITEM, vec, b',"index":%d},' % i)
+        if vectors:
+            parts[-1] = parts[-1][:-1] + b"]"
         tokens = int(reply.get("prompt_eval_count") or 0)
-        data = b"[" + b",".join(items) + b"]" if items else b"null"
-        return (b'{"object":"list","data":' + data + b',"model":' + dumps(self.model)
-                + b',"usage":{"prompt_tokens":%d,"total_tokens":%d}}\n' % (tokens, tokens))
+        parts.append(b',"model":' + dumps(self.model)
+                     + b',"usage":{"prompt_tokens":%d,"total_tokens":%d}}\n' % (tokens, tokens))
+        return parts
 
 
 class _ListWriter(_Writer):
@@ -754,7 +771,7 @@ def _rebody(req: Request, native: dict[str, Any]) -> Request:
 
 def v1_routes(app: App) -> dict[str, dict[str, Handler]]:
     """The ``/v1`` routes of ``app``, to merge into its route table."""
-    cache = _B64Cache()
+    cache = _ItemCache()
 
     async def run(writer: _Writer, handler: Handler, req: Request) -> None:
         try:
