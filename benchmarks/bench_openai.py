@@ -4,7 +4,7 @@ Run: ``python benchmarks/bench_openai.py`` (about a minute; ``--quick`` for a sm
 Writes ``benchmarks/results/openai.json`` and prints a markdown table. Both figures are ratios
 measured in the same run, so they mean the same on any machine:
 
-1. **Bulk embeddings**, vectors/s for 256 × 768 replies: this client's ``batch.embed`` (which now
+1. **Bulk embeddings**, vectors/s for 256 x 768 replies: this client's ``batch.embed`` (which now
    asks ``/v1/embeddings`` for base64 and decodes it straight into float32) against the official
    ``ollama`` client's ``embed`` + ``np.asarray`` (``/api/embed``, JSON floats), both keeping one
    request ready behind the model's single slot. Goal: >= 6x.
@@ -128,10 +128,10 @@ def main() -> None:
     e, c = out["embed"], out["chat"]
     print("| measure | this client | baseline | ratio | goal |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| bulk embed, vectors/s (256×768 replies) | {e['ours_vps']:,.0f} | {e['official_vps']:,.0f} "
-          f"(ollama + np.asarray) | {e['ratio']:.1f}× | ≥ 6× |")
+    print(f"| bulk embed, vectors/s (256x768 replies) | {e['ours_vps']:,.0f} | {e['official_vps']:,.0f} "
+          f"(ollama + np.asarray) | {e['ratio']:.1f}x | &ge; 6x |")
     print(f"| /v1 chat, requests/s at 64 in flight | {c['ours_rps']:,.0f} | {c['openai_rps']:,.0f} "
-          f"(openai AsyncOpenAI) | {c['ratio']:.2f}× | – |")
+          f"(openai AsyncOpenAI) | {c['ratio']:.2f}x | - |")
 
 
 if __name__ == "__main__":

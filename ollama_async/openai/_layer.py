@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 from urllib.parse import quote
 
 from typing_extensions import TypedDict, Unpack
@@ -88,6 +88,14 @@ class _Base:
         if headers:
             call.headers = dict(headers)
         return call
+
+    async def _create(self, path: str, body: dict[str, Any], model: str, params: Mapping[str, Any], stream: bool,
+                      whole: type[Any], part: type[Any], is_final: Callable[[Any], bool]) -> Any:
+        """POST ``body``: the reply as ``whole``, or with ``stream`` a stream of ``part``."""
+        call = self._call("POST", path, body, model, params)
+        if stream:
+            return self._stream(call, part, is_final)
+        return await self._request(call, whole.model_validate_json)
 
     async def _request(self, call: Call, decode: Callable[[bytes], T]) -> T:
         return await self._client._transport.request(call, decode)
@@ -166,10 +174,9 @@ class ChatCompletions(_Base):
         """
         _check_keys(params, ChatParams)
         body = P.chat_body(model, messages, bool(stream), params)
-        call = self._call("POST", "/v1/chat/completions", body, model, params)
-        if stream:
-            return self._stream(call, ChatCompletionChunk, _is_done)
-        return await self._request(call, ChatCompletion.model_validate_json)
+        reply = await self._create("/v1/chat/completions", body, model, params, stream, ChatCompletion,
+                                   ChatCompletionChunk, _is_done)
+        return cast("ChatCompletion | V1Stream[ChatCompletionChunk]", reply)
 
 
 class Chat:
@@ -216,10 +223,8 @@ class Completions(_Base):
         """``POST /v1/completions``: a :class:`Completion`, or a stream of them."""
         _check_keys(params, CompletionParams)
         body = P.completion_body(model, prompt, bool(stream), params)
-        call = self._call("POST", "/v1/completions", body, model, params)
-        if stream:
-            return self._stream(call, Completion, _is_done)
-        return await self._request(call, Completion.model_validate_json)
+        reply = await self._create("/v1/completions", body, model, params, stream, Completion, Completion, _is_done)
+        return cast("Completion | V1Stream[Completion]", reply)
 
 
 # -- embeddings ------------------------------------------------------------------------------------
@@ -344,10 +349,9 @@ class Responses(_Base):
         :class:`V1Stream` of :class:`ResponseStreamEvent` ending with ``response.completed``."""
         _check_keys(params, ResponseParams)
         body = P.response_body(model, input, bool(stream), params)
-        call = self._call("POST", "/v1/responses", body, model, params)
-        if stream:
-            return self._stream(call, ResponseStreamEvent, _response_final)
-        return await self._request(call, Response.model_validate_json)
+        reply = await self._create("/v1/responses", body, model, params, stream, Response, ResponseStreamEvent,
+                                   _response_final)
+        return cast("Response | V1Stream[ResponseStreamEvent]", reply)
 
 
 class OpenAILayer:

@@ -290,9 +290,11 @@ class _Writer:
     Everything not overridden (drain, pending_bytes, closed, abort, ...) is the connection's.
     """
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, body: dict[str, Any] | None = None, prefix: str = "") -> None:
         self.conn = conn
-        self.id = f"{random.randrange(999)}"
+        self.id = f"{prefix}{random.randrange(999)}"
+        options = (body or {}).get("stream_options")
+        self.include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.conn, name)
@@ -355,10 +357,7 @@ class _ChatWriter(_Writer):
     """``middleware.ChatWriter``: chat replies → chat.completion / chat.completion.chunk."""
 
     def __init__(self, conn: Connection, body: dict[str, Any]) -> None:
-        super().__init__(conn)
-        self.id = "chatcmpl-" + self.id
-        options = body.get("stream_options")
-        self.include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        super().__init__(conn, body, "chatcmpl-")
         self.first_sent = self.tool_call_sent = False
         self.created = 0
 
@@ -429,10 +428,7 @@ class _CompletionWriter(_Writer):
     """``middleware.CompleteWriter``: generate replies → text_completion."""
 
     def __init__(self, conn: Connection, body: dict[str, Any]) -> None:
-        super().__init__(conn)
-        self.id = "cmpl-" + self.id
-        options = body.get("stream_options")
-        self.include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        super().__init__(conn, body, "cmpl-")
 
     def _object(self, reply: dict[str, Any], created: int) -> dict[str, Any]:
         return {"id": self.id, "object": "text_completion", "created": created,
