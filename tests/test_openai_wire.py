@@ -153,3 +153,56 @@ def test_extra_headers_and_body_reach_the_wire() -> None:
 
     request = asyncio.run(run())
     assert request.headers["x-trace"] == "1" and request.content.endswith(b',"keep":1}')
+
+
+def _sse_reply(body: bytes) -> httpx.Response:
+    return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+
+def _stream_of(body: bytes, make: Callable[[Any], Awaitable[Any]]) -> list[Any]:
+    async def run() -> list[Any]:
+        with respx.mock(assert_all_called=False) as mock:
+            mock.route(host="h").mock(return_value=_sse_reply(body))
+            async with AsyncClient(HOST, max_retries=0) as client:
+                return [part async for part in await make(client.openai)]
+
+    return asyncio.run(run())
+
+
+def chat_stream(c: Any) -> Awaitable[Any]:
+    return c.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+
+
+def test_sse_fields_comments_and_spacing_are_handled() -> None:
+    chunk = b'{"id":"a","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"x"}}]}'
+    body = b": keep-alive\n\nid: 1\nevent: message\ndata: " + chunk + b"\r\n\r\ndata:" + chunk + b"\n\ndata: [DONE]\n\n"
+    parts = _stream_of(body, chat_stream)
+    assert [p.choices[0].delta.content for p in parts] == ["x", "x"]
+
+
+def test_sse_error_event_raises_stream_error_with_openai_fields() -> None:
+    from ollama_async import StreamError
+
+    chunk = b'{"id":"a","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"x"}}]}'
+    body = b"data: " + chunk + b'\n\ndata: {"error":{"message":"boom","type":"api_error","code":"c1"}}\n\n'
+    with pytest.raises(StreamError) as info:
+        _stream_of(body, chat_stream)
+    assert info.value.error == "boom" and info.value.type == "api_error" and info.value.code == "c1"
+    assert info.value.chunks_received == 1
+
+
+def test_responses_error_event_raises_and_completed_ends_the_stream() -> None:
+    from ollama_async import IncompleteStreamError, StreamError
+
+    def responses(c: Any) -> Awaitable[Any]:
+        return c.responses.create(model="m", input="x", stream=True)
+
+    ok = (b'event: response.created\ndata: {"type":"response.created","sequence_number":0}\n\n'
+          b'event: response.completed\ndata: {"type":"response.completed","sequence_number":1,'
+          b'"response":{"id":"r","output":[]}}\n\n')
+    assert [e.type for e in _stream_of(ok, responses)] == ["response.created", "response.completed"]
+    with pytest.raises(IncompleteStreamError):
+        _stream_of(ok.split(b"event: response.completed")[0], responses)
+    with pytest.raises(StreamError) as info:
+        _stream_of(b'event: error\ndata: {"type":"error","message":"rate limited","code":"429"}\n\n', responses)
+    assert info.value.error == "rate limited" and info.value.code == "429"

@@ -17,6 +17,7 @@ exception, ``aclose()``/``close()``, leaving ``async with``). A stream that ends
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 from urllib.parse import quote
@@ -114,8 +115,10 @@ class _Base:
                         if isinstance(part, ErrorEvent):
                             raise stream_error(part, handed, **where)
                         continue
-                    if cls is ResponseStreamEvent and part.type == "error":
-                        raise stream_error(ErrorEvent(part.model_dump_json()), handed, **where)
+                    if cls is ResponseStreamEvent and part.type == "error":  # {"type":"error","message",...}
+                        detail = {k: v for k, v in part.model_dump().items() if k in ("message", "code", "param")}
+                        raise stream_error(ErrorEvent(json.dumps({"error": {**detail, "type": "error"}})), handed,
+                                           **where)
                     handed += 1
                     yield part
 
@@ -125,7 +128,16 @@ class _Base:
 # -- chat -------------------------------------------------------------------------------------
 
 
-class ChatParams(TypedDict, total=False):
+class RequestOptions(TypedDict, total=False):
+    """What every call also takes: ``extra_headers``, ``extra_body`` (merged into the JSON body)
+    and ``timeout`` (seconds or an ``httpx.Timeout`` for this request)."""
+
+    extra_headers: Mapping[str, str]
+    extra_body: Mapping[str, Any]
+    timeout: Any
+
+
+class ChatParams(RequestOptions, total=False):
     """The optional arguments of ``chat.completions.create`` (openai-python's names)."""
 
     frequency_penalty: float
@@ -146,9 +158,6 @@ class ChatParams(TypedDict, total=False):
     top_logprobs: int
     top_p: float
     user: str
-    extra_headers: Mapping[str, str]
-    extra_body: Mapping[str, Any]
-    timeout: Any
 
 
 class ChatCompletions(_Base):
@@ -189,7 +198,7 @@ class Chat:
 # -- legacy completions ---------------------------------------------------------------------------
 
 
-class CompletionParams(TypedDict, total=False):
+class CompletionParams(RequestOptions, total=False):
     """The optional arguments of ``completions.create``."""
 
     frequency_penalty: float
@@ -204,9 +213,6 @@ class CompletionParams(TypedDict, total=False):
     temperature: float
     top_p: float
     user: str
-    extra_headers: Mapping[str, str]
-    extra_body: Mapping[str, Any]
-    timeout: Any
 
 
 class Completions(_Base):
@@ -308,7 +314,7 @@ class Models(_Base):
 # -- responses ---------------------------------------------------------------------------------------------
 
 
-class ResponseParams(TypedDict, total=False):
+class ResponseParams(RequestOptions, total=False):
     """The optional arguments of ``responses.create`` that Ollama implements (the stateful ones,
     ``background``, ``conversation``, ``previous_response_id``, are refused with a RequestError)."""
 
@@ -329,9 +335,6 @@ class ResponseParams(TypedDict, total=False):
     top_p: float
     truncation: str
     user: str
-    extra_headers: Mapping[str, str]
-    extra_body: Mapping[str, Any]
-    timeout: Any
 
 
 class Responses(_Base):
