@@ -7,7 +7,8 @@ measured in the same run, so they mean the same on any machine:
 1. **Bulk embeddings**, vectors/s for 256 x 768 replies: this client's ``batch.embed`` (which now
    asks ``/v1/embeddings`` for base64 and decodes it straight into float32) against the official
    ``ollama`` client's ``embed`` + ``np.asarray`` (``/api/embed``, JSON floats), both keeping one
-   request ready behind the model's single slot. Goal: >= 6x.
+   request ready behind the model's single slot. Goal: >= 6x. Also the client process's CPU per
+   vector, steadier than rates on a shared machine.
 2. **The /v1 chat path**, requests/s at 64 in flight: ``client.openai.chat.completions.create``
    against openai-python's ``AsyncOpenAI`` on the same simulator route.
 """
