@@ -287,3 +287,18 @@ async def test_simulator_base64_is_little_endian_float32(sim: Simulator) -> None
     assert np.frombuffer(raw, dtype="<f4").tolist() == np.asarray(native["embeddings"][0], dtype=np.float32).tolist()
     assert reply["object"] == "list" and reply["usage"] == {"prompt_tokens": 1, "total_tokens": 1}
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_adaptive_bound_learns_from_v1_traffic_alone() -> None:
+    """/v1 replies carry no timings, yet each finished request is a sample for the adaptive limiter."""
+    with Simulator([ModelSpec(GEN, slots=8, token_ms=2, tokens=3)]) as sim:
+        async with AsyncClient(sim.url, concurrency="auto") as client:
+            async def caller() -> None:
+                for _ in range(8):
+                    await client.openai.chat.completions.create(model=GEN, messages=USER)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(24):
+                    tg.start_soon(caller)
+            stats = client.limits.stats()[f"{GEN}:latest"]
+    assert stats.mode == "adaptive" and stats.adjustments > 0 and stats.max_in_flight > 2
