@@ -44,7 +44,7 @@ async def _capture(call: Call, ours: bool) -> tuple[str, str, bytes]:
             async with openai.AsyncOpenAI(base_url=HOST + "/v1", api_key="k", max_retries=0, http_client=httpx.AsyncClient()) as client:
                 await call(client)
         request = route.calls.last.request
-        return request.method, request.url.path, request.content
+        return request.method, request.url.raw_path.decode(), request.content
 
 
 CASES: dict[str, Call] = {
@@ -67,6 +67,7 @@ CASES: dict[str, Call] = {
     "embed-default": lambda c: c.embeddings.create(model="e", input=["a", "b"]),
     "embed-float": lambda c: c.embeddings.create(model="e", input="a", encoding_format="float", dimensions=8),
     "embed-base64": lambda c: c.embeddings.create(model="e", input="a", encoding_format="base64", user="u"),
+    "embed-query": lambda c: c.embeddings.create(model="e", input="a", extra_query={"api-version": "1"}),
     "models": lambda c: c.models.list(),
     "model": lambda c: c.models.retrieve("llama3.2:1b"),
     "responses": lambda c: c.responses.create(

@@ -20,7 +20,7 @@ import contextlib
 import json
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from typing_extensions import TypedDict, Unpack
 
@@ -67,7 +67,7 @@ def _check_keys(params: Mapping[str, Any], spec: type) -> None:
     """A keyword the method does not take is a TypeError, as with a plain signature."""
     unknown = params.keys() - spec.__annotations__.keys()
     if unknown:
-        raise TypeError(f"create() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+        raise TypeError(f"got unexpected keyword arguments: {', '.join(sorted(unknown))}")
 
 
 def _is_done(part: object) -> bool:
@@ -84,6 +84,9 @@ class _Base:
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None, model: str | None,
               params: Mapping[str, Any]) -> Call:
+        query = params.get("extra_query")
+        if query:
+            path += "?" + urlencode(dict(query), doseq=True)
         call = self._client._call(method, path, body, model=model, timeout=params.get("timeout", NOT_GIVEN))
         headers = params.get("extra_headers")
         if headers:
@@ -129,10 +132,12 @@ class _Base:
 
 
 class RequestOptions(TypedDict, total=False):
-    """What every call also takes: ``extra_headers``, ``extra_body`` (merged into the JSON body)
-    and ``timeout`` (seconds or an ``httpx.Timeout`` for this request)."""
+    """What every call also takes: ``extra_headers``, ``extra_query`` (added to the URL),
+    ``extra_body`` (merged into the JSON body) and ``timeout`` (seconds or an ``httpx.Timeout``
+    for this request)."""
 
     extra_headers: Mapping[str, str]
+    extra_query: Mapping[str, Any]
     extra_body: Mapping[str, Any]
     timeout: Any
 
@@ -270,8 +275,7 @@ class Embeddings(_Base):
     async def create(
         self, *, input: str | Sequence[str], model: str, dimensions: int | None = None,
         encoding_format: Literal["float", "base64"] | None = None, user: str | None = None,
-        extra_headers: Mapping[str, str] | None = None, extra_body: Mapping[str, Any] | None = None,
-        timeout: Any = NOT_GIVEN,
+        **options: Unpack[RequestOptions],
     ) -> CreateEmbeddingResponse:
         """``POST /v1/embeddings``.
 
@@ -284,10 +288,11 @@ class Embeddings(_Base):
         """
         if encoding_format is not None and encoding_format not in ("float", "base64"):
             raise RequestError(f"must be 'float' or 'base64', not {encoding_format!r}", field="encoding_format")
+        _check_keys(options, RequestOptions)
         wire = encoding_format or "base64"
         body = P.embedding_body(model, input, user=user, dimensions=dimensions, encoding_format=wire,
-                                extra_body=extra_body)
-        call = self._call("POST", "/v1/embeddings", body, model, {"timeout": timeout, "extra_headers": extra_headers})
+                                extra_body=options.get("extra_body"))
+        call = self._call("POST", "/v1/embeddings", body, model, options)
         return await self._request(call, decode_embeddings(wire, as_arrays=encoding_format == "base64"))
 
 
@@ -297,17 +302,18 @@ class Embeddings(_Base):
 class Models(_Base):
     """``client.openai.models``."""
 
-    def list(self, *, extra_headers: Mapping[str, str] | None = None, timeout: Any = NOT_GIVEN) -> ModelsList:
+    def list(self, **options: Unpack[RequestOptions]) -> ModelsList:
         """``GET /v1/models``: ``await`` it for a :class:`ModelsPage` (``.data``), or ``async for``
         over it for each :class:`Model`, as with openai-python's paginator."""
-        call = self._call("GET", "/v1/models", None, None, {"timeout": timeout, "extra_headers": extra_headers})
+        _check_keys(options, RequestOptions)
+        call = self._call("GET", "/v1/models", None, None, options)
         return ModelsList(lambda: self._request(call, ModelsPage.model_validate_json))
 
-    async def retrieve(self, model: str, *, extra_headers: Mapping[str, str] | None = None,
-                       timeout: Any = NOT_GIVEN) -> Model:
+    async def retrieve(self, model: str, **options: Unpack[RequestOptions]) -> Model:
         """``GET /v1/models/{model}``; an unknown model raises :class:`ModelNotFoundError`."""
         path = "/v1/models/" + quote(check_model(model), safe=":/")
-        call = self._call("GET", path, None, None, {"timeout": timeout, "extra_headers": extra_headers})
+        _check_keys(options, RequestOptions)
+        call = self._call("GET", path, None, None, options)
         return await self._request(call, Model.model_validate_json)
 
 
