@@ -188,8 +188,10 @@ def _native_calls(calls: Any) -> list[dict[str, Any]] | None:
     if not calls:
         return None
     out = []
-    for call in calls:
-        fn = call.get("function") or {} if isinstance(call, dict) else {}
+    for call in calls if isinstance(calls, list) else ():
+        if not isinstance(call, dict):
+            raise ApiError(400, "invalid tool call arguments")
+        fn: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
         try:
             args = json.loads(fn.get("arguments") or "")
         except (TypeError, ValueError):
@@ -210,8 +212,9 @@ def _chat_messages(messages: list[Any]) -> list[dict[str, Any]]:
         if role.lower() == "tool":
             name = msg.get("name") or ""
             if not name and msg.get("tool_call_id"):
-                name = next((c.get("function", {}).get("name", "") for m in reversed(messages) if isinstance(m, dict)
-                             for c in m.get("tool_calls") or () if c.get("id") == msg["tool_call_id"]), "")
+                name = next((c["function"].get("name", "") for m in reversed(messages) if isinstance(m, dict)
+                             for c in m.get("tool_calls") or () if isinstance(c, dict)
+                             and isinstance(c.get("function"), dict) and c.get("id") == msg["tool_call_id"]), "")
             extra = {"tool_name": name, "tool_call_id": msg.get("tool_call_id", "")}
         if isinstance(content, str):
             out.append({"role": role, "content": content, "thinking": msg.get("reasoning", ""),
