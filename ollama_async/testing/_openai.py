@@ -5,9 +5,10 @@ the chat handler, ``/v1/completions`` → generate, ``/v1/embeddings`` → embed
 tags/show, ``/v1/responses`` → chat) and wraps the response writer so that every native reply
 (or NDJSON line) is rewritten into OpenAI's shape: SSE ``data: {...}`` events ending
 ``data: [DONE]`` (Responses: ``event:``/``data:`` pairs ending ``response.completed``) and
-``{"error": {"message", "type", "param", "code"}}`` error bodies. This module does the same
-with a :class:`Writer` around the connection, so ``/v1`` requests take the same slots, produce
-the same text and the same vectors as the native routes, and honour the same faults
+``{"error": {"message", "type", "param", "code"}}`` error bodies. This module does the same:
+it registers the routes; ``_v1_requests.py`` converts the request bodies and ``_v1_writers.py``
+holds the writers that stand in for the connection. So ``/v1`` requests take the same slots,
+produce the same text and the same vectors as the native routes, and honour the same faults
 (``Simulator.inject(..., path="/v1/chat/completions")``).
 
 Known quirks of the real server are kept: an in-band error after a stream began comes out as an
