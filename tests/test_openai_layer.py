@@ -17,7 +17,7 @@ from ollama_async import AsyncClient, IncompleteStreamError, ModelNotFoundError,
 from ollama_async.openai import ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, Response
 from ollama_async.testing import Fault, ModelSpec, Simulator
 
-from .conftest import EMB, GEN
+from .conftest import EMB, GEN, active_connections
 
 pytestmark = pytest.mark.anyio
 
@@ -185,6 +185,12 @@ async def test_break_gives_the_slot_and_connection_back(sim: Simulator) -> None:
             stream = await client.openai.chat.completions.create(model=GEN, messages=USER, stream=True)
             async for _ in stream:
                 break
+            for _ in range(50):  # the dropped iterator is finalised by the event loop's asyncgen hook
+                if active_connections(client) == 0 and slow.stats(GEN).in_flight == 0:
+                    break
+                await anyio.sleep(0.02)
+            assert active_connections(client) == 0  # though `stream` is still referenced here
+            assert slow.stats(GEN).disconnects == 1
             with anyio.fail_after(5):  # would wait for the only slot if the stream still held it
                 reply = await client.chat(GEN, USER, options={"num_predict": 1})
             assert reply.done
