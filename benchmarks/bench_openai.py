@@ -1,8 +1,10 @@
 """The ``/v1`` layer and base64 bulk embeddings, against the simulator in its own process.
 
-Run: ``python benchmarks/bench_openai.py`` (about a minute; ``--quick`` for a smaller run).
+Run: ``python benchmarks/bench_openai.py`` (3 rounds, about 5 minutes; ``--quick`` for one small
+round).
 Writes ``benchmarks/results/openai.json`` and prints a markdown table. Both figures are ratios
-measured in the same run, so they mean the same on any machine:
+measured in the same run (medians of the rounds, the clients taking turns in alternating order),
+so they mean the same on any machine:
 
 1. **Bulk embeddings**, vectors/s for 256 x 768 replies: this client's ``batch.embed`` (which now
    asks ``/v1/embeddings`` for base64 and decodes it straight into float32) against the official
@@ -20,6 +22,7 @@ import asyncio
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -107,31 +110,46 @@ async def chat_official(url: str, n: int, concurrency: int) -> float:
         return await drive(call, n, concurrency)
 
 
+def _median(rounds: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in rounds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per comparison (medians are reported)")
     args = parser.parse_args()
     n_embed = 256 * (8 if args.quick else 40)
     n_chat = 600 if args.quick else 3000
+    rounds = 1 if args.quick else args.rounds
     out: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
-                           "load_average_start": os.getloadavg()[0]}
+                           "load_average_start": os.getloadavg()[0], "rounds": rounds}
+    embeds: list[dict[str, float]] = []
+    chats: list[dict[str, float]] = []
     with Sim(f"{EMB}:kind=embed,dim=768") as sim:
         items = texts(n_embed)
-        official, official_cpu = asyncio.run(embed_official(sim.url, items, 256))
-        ours, ours_cpu = asyncio.run(embed_ours(sim.url, items, 256))
-        out["embed"] = {"vectors": n_embed, "batch": 256, "dim": 768, "official_vps": official, "ours_vps": ours,
-                        "ratio": ours / official, "goal": 6.0, "official_cpu_us_per_vector": official_cpu,
-                        "ours_cpu_us_per_vector": ours_cpu, "cpu_ratio": official_cpu / ours_cpu}
+        for i in range(rounds):  # the two clients take turns, in alternating order
+            first, second = (embed_official, embed_ours) if i % 2 == 0 else (embed_ours, embed_official)
+            results = {first: asyncio.run(first(sim.url, items, 256)), second: asyncio.run(second(sim.url, items, 256))}
+            (official, official_cpu), (ours, ours_cpu) = results[embed_official], results[embed_ours]
+            embeds.append({"official_vps": official, "ours_vps": ours, "ratio": ours / official,
+                           "official_cpu_us_per_vector": official_cpu, "ours_cpu_us_per_vector": ours_cpu,
+                           "cpu_ratio": official_cpu / ours_cpu})
     with Sim(f"{GEN}:slots=64,tokens=8") as sim:
-        theirs = asyncio.run(chat_official(sim.url, n_chat, 64))
-        ours = asyncio.run(chat_ours(sim.url, n_chat, 64))
-        out["chat"] = {"requests": n_chat, "concurrency": 64, "openai_rps": theirs, "ours_rps": ours,
-                       "ratio": ours / theirs}
+        for i in range(rounds):
+            first_c, second_c = (chat_official, chat_ours) if i % 2 == 0 else (chat_ours, chat_official)
+            rps = {first_c: asyncio.run(first_c(sim.url, n_chat, 64)), second_c: asyncio.run(second_c(sim.url, n_chat, 64))}
+            chats.append({"openai_rps": rps[chat_official], "ours_rps": rps[chat_ours],
+                          "ratio": rps[chat_ours] / rps[chat_official]})
+    out["embed"] = {"vectors": n_embed, "batch": 256, "dim": 768, "goal": 6.0, "rounds": embeds,
+                    **{k: _median(embeds, k) for k in embeds[0]}}
+    out["chat"] = {"requests": n_chat, "concurrency": 64, "rounds": chats, **{k: _median(chats, k) for k in chats[0]}}
     out["load_average_end"] = os.getloadavg()[0]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")
     e, c = out["embed"], out["chat"]
-    print(f"load average {out['load_average_start']:.1f} at start, {out['load_average_end']:.1f} at end\n")
+    print(f"medians of {rounds} round(s); load average {out['load_average_start']:.1f} at start, "
+          f"{out['load_average_end']:.1f} at end\n")
     print("| measure | this client | baseline | ratio | goal |")
     print("|---|---:|---:|---:|---:|")
     print(f"| bulk embed, vectors/s (256x768 replies) | {e['ours_vps']:,.0f} | {e['official_vps']:,.0f} "
@@ -140,6 +158,8 @@ def main() -> None:
           f"{e['official_cpu_us_per_vector']:.1f} | {e['cpu_ratio']:.1f}x less | - |")
     print(f"| /v1 chat, requests/s at 64 in flight | {c['ours_rps']:,.0f} | {c['openai_rps']:,.0f} "
           f"(openai AsyncOpenAI) | {c['ratio']:.2f}x | - |")
+    print("\nper round, bulk-embed ratio:", ", ".join(f"{r['ratio']:.1f}x" for r in embeds),
+          "| /v1 chat ratio:", ", ".join(f"{r['ratio']:.2f}x" for r in chats))
 
 
 if __name__ == "__main__":
