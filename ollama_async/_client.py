@@ -51,6 +51,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .batch import Batch
+    from .openai import OpenAILayer
 
 __all__ = ["AsyncClient"]
 
@@ -273,6 +274,17 @@ class AsyncClient:
         from .batch import Batch
 
         return Batch(self)
+
+    @property
+    def openai(self) -> OpenAILayer:
+        """Ollama's OpenAI-compatible ``/v1`` routes with openai-python's shapes, on this client's
+        pool, per-model limits and retries: see :class:`ollama_async.openai.OpenAILayer`."""
+        layer: OpenAILayer | None = self.__dict__.get("_openai")
+        if layer is None or layer._client is not self:  # a with_options() copy gets its own
+            from .openai import OpenAILayer
+
+            layer = self._openai = OpenAILayer(self)
+        return layer
 
     def with_options(
         self, *, timeout: Any = NOT_GIVEN, max_retries: int | None = None, affinity: str | None = None

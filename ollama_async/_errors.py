@@ -5,7 +5,9 @@ request failed and why. The names the official ``ollama`` package uses keep thei
 ``except ollama.ResponseError`` code keeps working after switching the import:
 
 - :class:`RequestError` (also a :class:`ValueError`): bad input, found before anything was sent.
-- :class:`ResponseError` with ``.error`` and ``.status_code``: the server answered with an error.
+- :class:`ResponseError` with ``.error`` and ``.status_code``: the server answered with an error
+  (the ``/v1`` routes' OpenAI-style ``{"error": {"message", "type", ...}}`` bodies too: ``.error``
+  is the message, ``.type``/``.code``/``.param`` the rest).
   Subclasses narrow it down: :class:`ModelNotFoundError` (404), :class:`ServerBusyError` (503),
   :class:`StreamError` (an ``{"error": ...}`` line after the stream began) and
   :class:`IncompleteStreamError` (the stream ended without its ``done`` line).
@@ -87,12 +89,27 @@ class ResponseError(OllamaError):
             else:
                 if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
                     error = parsed["error"]
+                elif isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+                    error = self._openai_error(parsed["error"], error)
         self.error = error
         self.status_code = status_code
         self.method = method
         self.url = url
         self.model = model
         super().__init__(error)
+
+    #: The ``type``, ``code`` and ``param`` of an OpenAI-style error body (``/v1`` routes), else None.
+    type: str | None = None
+    code: Any = None
+    param: Any = None
+
+    def _openai_error(self, detail: dict[str, Any], raw: str) -> str:
+        """``{"error": {"message", "type", "param", "code"}}``: the message, the rest as attributes."""
+        self.type = detail.get("type") if isinstance(detail.get("type"), str) else None
+        self.code = detail.get("code")
+        self.param = detail.get("param")
+        message = detail.get("message")
+        return message if isinstance(message, str) else raw
 
     def __str__(self) -> str:
         return f"{self.error} (status code: {self.status_code}){_where(self.method, self.url, self.model)}"

@@ -10,7 +10,7 @@ Where the bound of a model comes from, first match wins:
 
 1. ``concurrency={"model": n}`` (or ``{"model": "auto"}``): an explicit per-model setting;
 2. an embedding-only model (found out once per model from ``/api/show`` capabilities, the first
-   time it is called through ``/api/embed`` or ``/api/embeddings``): 1, since the server forces
+   time it is called through ``/api/embed``, ``/api/embeddings`` or ``/v1/embeddings``): 1, since the server forces
    one slot for those;
 3. ``concurrency=n``: a fixed bound for every model;
 4. ``concurrency="auto"``: adaptive (below);
@@ -58,7 +58,7 @@ DEFAULT_MAX_CONCURRENCY = 64
 Bound = int | Literal["auto"]
 ConcurrencyInput = int | Literal["auto"] | Mapping[str, Bound] | None
 
-_EMBED_PATHS = frozenset({"/api/embed", "/api/embeddings"})
+_EMBED_PATHS = frozenset({"/api/embed", "/api/embeddings", "/v1/embeddings"})
 
 
 def model_key(model: str) -> str:

@@ -228,7 +228,7 @@ def test_failed_embeddings_are_nan_rows_and_listed(sim: Simulator, tmp_path: Pat
     src = tmp_path / "t.txt"
     src.write_text("".join(f"t{i}\n" for i in range(20)))
     out = tmp_path / "v.npy"
-    sim.inject(Fault.status(500, "embedding failed"), times=1, model=EMB, path="/api/embed")
+    sim.inject(Fault.status(500, "embedding failed"), times=1, model=EMB, path="/v1/embeddings")  # the CLI embeds over /v1
     try:
         proc = cli("embed", str(src), "-m", EMB, "-o", str(out), "--host", sim.url, "--batch-size", "5",
                    "--concurrency", "1", "-q")

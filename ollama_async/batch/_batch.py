@@ -13,18 +13,28 @@ and every other item goes on. Two failures get special handling:
 - **400 on an embedding request** of several texts: one bad text (too long with
   ``truncate=False``, ...) fails the whole request, so the request is split in halves until the
   bad texts are isolated; they fail alone and the others succeed.
+
+Bulk embeddings go through ``/v1/embeddings`` with ``encoding_format: "base64"`` whenever that
+gives the same vectors (default truncation, no ``options`` or ``keep_alive``, numpy installed):
+the reply is a quarter of the bytes and decodes without parsing a float (``openai/_decode.py``),
+bit-identical to ``/api/embed``'s. A server that answers 404 there (no ``/v1`` layer: an old
+server, a proxy that only forwards ``/api``) gets the request again on ``/api/embed``, and that
+host is remembered and asked natively from then on.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import weakref
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _payloads as P
 from .._errors import RequestError, ResponseError, ServerBusyError
+from .._transport import Call, Transport
 from .._types import ChatResponse, GenerateResponse
+from ..openai._decode import b64_matrix
 from ._run import FATAL, BatchItem, BatchRun, ProgressArg
 
 if TYPE_CHECKING:
@@ -124,6 +134,32 @@ def decode_embed(body: bytes) -> _EmbedReply:
     return _EmbedReply(flat.reshape(len(rows), dim), total)
 
 
+def decode_v1_embed(body: bytes) -> _EmbedReply:
+    """Decode a base64 ``/v1/embeddings`` body into one float32 matrix (numpy is required here).
+
+    ``total_duration`` 0: the reply has no timings, but the limiter still counts a finished request.
+    """
+    obj = _loads(body)
+    if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
+        raise ValueError("no 'data' list in the reply")
+    return _EmbedReply(b64_matrix(obj["data"]), 0)
+
+
+#: Per connection pool, the base URLs of hosts that answered 404 on /v1/embeddings.
+_NO_V1: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+V1_EMBED = "/v1/embeddings"
+
+
+def _v1_known_missing(transport: Transport) -> bool:
+    return transport.base_url in _NO_V1.get(transport.http, ())
+
+
+def _remember_no_v1(transport: Transport, url: str | None) -> None:
+    host = url[: -len(V1_EMBED)] if url and url.endswith(V1_EMBED) else transport.base_url
+    _NO_V1.setdefault(transport.http, set()).add(host)
+
+
 class Batch:
     """Fan out generate / chat / embed over any iterable (``client.batch``).
 
@@ -216,7 +252,8 @@ class Batch:
         truncate: bool | None = None, keep_alive: float | str | None = None, options: Any = None,
         concurrency: int | str | None = None, return_exceptions: bool = True, progress: ProgressArg = None,
     ) -> EmbedRun:
-        """Embed each text, ``batch_size`` texts per ``/api/embed`` request.
+        """Embed each text, ``batch_size`` texts per request (``/v1/embeddings`` with base64 where
+        it gives the same vectors, else ``/api/embed``: see the module docstring).
 
         ``await`` gives :class:`EmbedResults`; iteration yields one :class:`BatchItem` per text
         whose ``result`` is its vector (a numpy float32 row, or a list without numpy).
@@ -227,14 +264,31 @@ class Batch:
         transport = client._transport
         retry = self._busy_retry(model)
         workers = self._workers(model, concurrency, "/api/embed")
+        # /v1 gives the same vectors only with /api/embed's defaults (it always truncates and
+        # takes no options or keep_alive); base64 pays off only when numpy decodes it.
+        v1 = numpy is not None and truncate in (None, True) and not options and keep_alive is None
+        v1_extra = {"dimensions": dimensions} if dimensions else {}
+
+        async def send(path: str, body: dict[str, Any], decode: Callable[[bytes], _EmbedReply], n: int) -> Any:
+            call = client._call("POST", path, body, model=model)
+            reply: _EmbedReply = await retry(lambda: transport.request(call, decode))
+            if len(reply.vectors) != n:
+                raise ResponseError(f"the server returned {len(reply.vectors)} vectors for {n} texts",
+                                    200, method="POST", url=transport.url(path), model=model)
+            return reply.vectors
 
         async def request(texts: list[str]) -> Any:
-            call = client._call("POST", "/api/embed", {**static, "input": texts}, model=model)
-            reply: _EmbedReply = await retry(lambda: transport.request(call, decode_embed))
-            if len(reply.vectors) != len(texts):
-                raise ResponseError(f"the server returned {len(reply.vectors)} vectors for {len(texts)} texts",
-                                    200, method="POST", url=transport.url("/api/embed"), model=model)
-            return reply.vectors
+            if v1 and not _v1_known_missing(transport):
+                body = {"model": model, "input": texts, **v1_extra, "encoding_format": "base64"}
+                try:
+                    return await send(V1_EMBED, body, decode_v1_embed, len(texts))
+                except ResponseError as exc:
+                    if exc.status_code != 404:
+                        raise
+                    vectors = await send("/api/embed", {**static, "input": texts}, decode_embed, len(texts))
+                    _remember_no_v1(transport, exc.url)  # native worked: this host has no /v1
+                    return vectors
+            return await send("/api/embed", {**static, "input": texts}, decode_embed, len(texts))
 
         async def embed_group(texts: list[str], positions: list[int], out: list[BatchItem[Any]]) -> None:
             try:
@@ -258,7 +312,7 @@ class Batch:
                 out[pos].result = vector
 
         async def process(index: int, inputs: list[Any]) -> list[BatchItem[Any]]:
-            out = [BatchItem[Any](index + i, text) for i, text in enumerate(inputs)]
+            out: list[BatchItem[Any]] = [BatchItem(index + i, text) for i, text in enumerate(inputs)]
             positions = [i for i, text in enumerate(inputs) if isinstance(text, str)]
             for i, item in enumerate(out):
                 if not isinstance(item.input, str):

@@ -19,6 +19,7 @@ from ._http import JSON_CT, Connection, Request
 from ._json import dumps
 from ._management import ManagementHandlers
 from ._models import ModelSpec, StatsCounter, full_name
+from ._openai import v1_model_route, v1_routes
 from ._registry import SIMULATED_VERSION, ModelEntry
 from ._requests import (
     CHAT_FIELDS,
@@ -80,7 +81,9 @@ class App(ManagementHandlers):
             "/api/copy": {"POST": self.copy},
             "/api/delete": {"DELETE": self.delete},
         }
+        self.routes.update(v1_routes(self))  # OpenAI-compatible, over the handlers above
         self._blob_routes: dict[str, RouteHandler] = {"HEAD": self.head_blob, "POST": self.post_blob}
+        self._v1_model_routes = v1_model_route(self)
 
     # --- dispatch ----------------------------------------------------------------------------
 
@@ -94,6 +97,8 @@ class App(ManagementHandlers):
         if routes is None:
             if req.path.startswith("/api/blobs/"):
                 routes = self._blob_routes
+            elif req.path.startswith("/v1/models/"):
+                routes = self._v1_model_routes
             else:
                 conn.respond(404, b"404 page not found", "text/plain")
                 return
