@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _payloads as P
 from .._errors import RequestError, ResponseError, ServerBusyError
-from .._transport import Call, Transport
+from .._transport import Transport
 from .._types import ChatResponse, GenerateResponse
 from ..openai._decode import b64_matrix
 from ._run import FATAL, BatchItem, BatchRun, ProgressArg
 
 if TYPE_CHECKING:
     from .._client import AsyncClient
+    from .._routing import Router
 
 try:  # optional extras: decode embeddings fast, and into one float32 matrix
     import numpy
@@ -151,11 +152,11 @@ _NO_V1: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 V1_EMBED = "/v1/embeddings"
 
 
-def _v1_known_missing(transport: Transport) -> bool:
+def _v1_known_missing(transport: Transport | Router) -> bool:
     return transport.base_url in _NO_V1.get(transport.http, ())
 
 
-def _remember_no_v1(transport: Transport, url: str | None) -> None:
+def _remember_no_v1(transport: Transport | Router, url: str | None) -> None:
     host = url[: -len(V1_EMBED)] if url and url.endswith(V1_EMBED) else transport.base_url
     _NO_V1.setdefault(transport.http, set()).add(host)
 
