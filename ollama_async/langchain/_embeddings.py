@@ -15,8 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
+from pydantic import Field
 
 from .._errors import RequestError
+from ..batch import BatchError
 from ._options import ClientSettings
 
 __all__ = ["OllamaAsyncEmbeddings"]
@@ -47,7 +49,7 @@ class OllamaAsyncEmbeddings(ClientSettings, Embeddings):
 
     model: str
     """The embedding model (``nomic-embed-text``, ``embeddinggemma``, ...)."""
-    batch_size: int = 64
+    batch_size: int = Field(default=64, ge=1, strict=True)
     """Texts per ``/api/embed`` request."""
     dimensions: int | None = None
     """Keep the first N dimensions (re-normalised by the server), for models that allow it."""
@@ -55,10 +57,6 @@ class OllamaAsyncEmbeddings(ClientSettings, Embeddings):
     """``False``: a text longer than the context is an error (isolated by the batch engine)."""
     keep_alive: float | str | None = None
     options: dict[str, Any] | None = None
-
-    def model_post_init(self, context: Any, /) -> None:
-        if isinstance(self.batch_size, bool) or self.batch_size < 1:
-            raise RequestError(f"must be a positive int, not {self.batch_size!r}", field="batch_size")
 
     def _check(self, texts: list[str]) -> list[str]:
         if isinstance(texts, str):
@@ -78,13 +76,14 @@ class OllamaAsyncEmbeddings(ClientSettings, Embeddings):
         return _rows((await run).vectors)
 
     async def aembed_query(self, text: str) -> list[float]:
-        """The vector of one text (one ``/api/embed`` request)."""
+        """The vector of one text: one request, decoded as documents' are (so equal texts give
+        equal vectors); its failure is raised as itself."""
         if not isinstance(text, str):
             raise RequestError(f"must be a string, not {type(text).__name__}", field="text")
-        client = self.clients.current()
-        response = await client.embed(self.model, text, truncate=self.truncate, options=self.options,
-                                      keep_alive=self.keep_alive, dimensions=self.dimensions, **self._call_timeout())
-        return response.embeddings[0]
+        try:
+            return (await self.aembed_documents([text]))[0]
+        except BatchError as exc:
+            raise exc.errors[0] from None
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Sync :meth:`aembed_documents` (runs on the client's loop thread)."""
