@@ -42,17 +42,17 @@ _METADATA_FIELDS = (
 )
 
 
+_ROLES: tuple[tuple[type[BaseMessage], str], ...] = (
+    (HumanMessage, "user"), (AIMessage, "assistant"), (SystemMessage, "system"), (ToolMessage, "tool"),
+)
+
+
 def _role(message: BaseMessage, field: str) -> str:
-    if isinstance(message, HumanMessage):
-        return "user"
-    if isinstance(message, AIMessage):
-        return "assistant"
-    if isinstance(message, SystemMessage):
-        return "system"
-    if isinstance(message, ToolMessage):
-        return "tool"
     if isinstance(message, ChatMessage):
         return message.role
+    for cls, role in _ROLES:
+        if isinstance(message, cls):
+            return role
     raise RequestError(f"unsupported message type {type(message).__name__}", field=field)
 
 
