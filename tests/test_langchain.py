@@ -153,6 +153,38 @@ async def test_tool_choice_by_name_offers_only_that_tool(lsim: Simulator) -> Non
     assert err.value.field == "tool_choice"
 
 
+async def test_a_forced_tool_choice_is_sent_as_a_format_and_read_back(lsim: Simulator) -> None:
+    llm = ChatOllamaAsync(model=GEN, base_url=lsim.url)
+    plain = await llm.bind_tools([get_weather, get_time]).ainvoke("Hello!")
+    assert plain.tool_calls == [] and plain.content  # nothing asked for: the model answers
+    for choice in ("any", "required", True, "get_time"):
+        forced = llm.bind_tools([get_weather, get_time], tool_choice=choice)
+        reply = await forced.ainvoke("Hello!")
+        want = "get_time" if choice == "get_time" else "get_weather"  # the simulator picks the first
+        assert [c["name"] for c in reply.tool_calls] == [want] and reply.content == ""
+        assert isinstance(reply.tool_calls[0]["args"], dict) and reply.tool_calls[0]["id"]
+        chunks = [c async for c in forced.astream("Hello!")]
+        assert all(c.content == "" for c in chunks)  # the JSON is the call, not text
+        total = chunks[0]
+        for c in chunks[1:]:
+            total = total + c
+        assert [c["name"] for c in total.tool_calls] == [want]
+    with pytest.raises(RequestError, match="format") as err:
+        await llm.bind_tools([get_weather], tool_choice="any").ainvoke("x", format="json")
+    assert err.value.field == "format"
+
+
+def test_a_forced_reply_that_is_not_a_call_is_an_invalid_tool_call() -> None:
+    from ollama_async import ChatResponse
+    from ollama_async.langchain._messages import ai_message
+
+    reply = ChatResponse.model_validate({"model": GEN, "done": True,
+                                         "message": {"role": "assistant", "content": '{"x": 1}'}})
+    message = ai_message(reply, GEN, forced=True)
+    assert message.tool_calls == [] and len(message.invalid_tool_calls) == 1
+    assert message.invalid_tool_calls[0]["args"] == '{"x": 1}'
+
+
 async def test_tool_round_trip_streams_tool_call_chunks(lsim: Simulator) -> None:
     llm = ChatOllamaAsync(model=GEN, base_url=lsim.url).bind_tools([get_weather])
     chunks = [c async for c in llm.astream("What is the weather in 'Paris'?")]

@@ -1,10 +1,10 @@
 """LangChain's standard test suites for ``ChatOllamaAsync`` and ``OllamaAsyncEmbeddings``.
 
-The integration suites run against the simulator on a free loopback port (one per class). Two
-things the suites would fetch from the internet (an image for the image-input tests) are served
-locally instead, by patching the suite's ``httpx.get`` for that URL only; the test bodies run
-unchanged. Standard tests that do not apply to Ollama are marked with the suite's own
-mechanisms (capability properties, ``xfail`` with a reason) and listed in README.md.
+The integration suites run against the simulator on a free loopback port (one per class). The
+image the image-input tests would fetch from the internet is served locally instead, by patching
+the suite's ``httpx.get`` for image URLs only; the test bodies run unchanged. Standard tests that
+do not apply to Ollama are left off by the suite's own capability properties (the defaults:
+PDF, audio, VCR, serialization) and listed, with the reason, in README.md.
 """
 
 from __future__ import annotations
@@ -116,11 +116,6 @@ class TestChatIntegration(ChatModelIntegrationTests):
     @property
     def supports_anthropic_inputs(self) -> bool:
         return True
-
-    @pytest.mark.xfail(reason="Ollama's API has no tool_choice: it cannot force a tool call, so 'Hello!' "
-                              "with tool_choice='any' gets a text answer", strict=True)
-    def test_tool_choice(self, model: Any) -> None:
-        super().test_tool_choice(model)
 
 
 class TestEmbeddingsUnit(EmbeddingsUnitTests):

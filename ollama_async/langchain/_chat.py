@@ -8,7 +8,7 @@ input one call), and the limiter bounds them: the excess waits in the client, no
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any, Literal
 
@@ -30,34 +30,21 @@ from .._client import AsyncClient
 from .._errors import RequestError
 from ._messages import StreamState, ai_message, chunk_message, to_ollama_messages
 from ._options import ClientSettings
+from ._tool_choice import plan_tools
 
 __all__ = ["ChatOllamaAsync"]
 
 StructuredMethod = Literal["json_schema", "function_calling", "json_mode"]
-_FORCING_CHOICES = frozenset({"any", "required"})
 
 
-def _chosen_tools(tools: list[dict[str, Any]], tool_choice: Any) -> list[dict[str, Any]]:
-    """The tools to send for a ``tool_choice``.
+class _Request:
+    """One call's ``AsyncClient.chat`` arguments, and whether its tool call is forced."""
 
-    Ollama's API has no ``tool_choice``: it cannot force a call. ``"none"``/``False`` sends no
-    tools; a tool's name (or ``{"function": {"name": ...}}``) sends only that tool, so that is the
-    only one the model can call; ``None``/``"auto"``/``"any"``/``"required"``/``True`` send all.
-    """
-    if tool_choice is None or tool_choice is True or tool_choice in ("auto", *_FORCING_CHOICES):
-        return tools
-    if tool_choice is False or tool_choice == "none":
-        return []
-    name = tool_choice
-    if isinstance(tool_choice, Mapping):
-        fn = tool_choice.get("function")
-        name = fn.get("name") if isinstance(fn, Mapping) else tool_choice.get("name")
-    chosen = [t for t in tools if t["function"]["name"] == name]
-    if not isinstance(name, str) or not chosen:
-        names = [t["function"]["name"] for t in tools]
-        raise RequestError(f"must be 'auto', 'any', 'required', 'none' or one of the tools {names}, not {tool_choice!r}",
-                           field="tool_choice")
-    return chosen
+    __slots__ = ("chat", "forced")
+
+    def __init__(self, chat: dict[str, Any], forced: bool) -> None:
+        self.chat = chat
+        self.forced = forced
 
 
 class ChatOllamaAsync(ClientSettings, BaseChatModel):
@@ -134,20 +121,28 @@ class ChatOllamaAsync(ClientSettings, BaseChatModel):
             options["stop"] = list(stops)
         return options
 
-    def _chat_kwargs(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Request:
         """The arguments of ``AsyncClient.chat`` for one call (``kwargs``: the call's and bound ones)."""
         kwargs = dict(kwargs)
         options = self._options(stop)
         options.update(kwargs.pop("options", None) or {})
         tools = kwargs.pop("tools", None)
         tool_choice = kwargs.pop("tool_choice", None)
+        fmt = kwargs.pop("format", self.format)
+        forced = False
         if tools:
-            tools = _chosen_tools(tools, tool_choice)
+            plan = plan_tools(tools, tool_choice)
+            tools, forced = plan.tools, plan.forced
+            if forced:
+                if fmt is not None:
+                    raise RequestError("a forced tool_choice is sent as format=, so it cannot be combined "
+                                       "with another format", field="format")
+                fmt = plan.format
         chat: dict[str, Any] = {
             "model": kwargs.pop("model", None) or self.model,
             "messages": to_ollama_messages(messages),
             "tools": tools or None,
-            "format": kwargs.pop("format", self.format),
+            "format": fmt,
             "think": kwargs.pop("reasoning", self.reasoning),
             "options": options or None,
             "keep_alive": kwargs.pop("keep_alive", self.keep_alive),
@@ -156,14 +151,17 @@ class ChatOllamaAsync(ClientSettings, BaseChatModel):
         kwargs.pop("stream", None)
         kwargs.pop("strict", None)  # OpenAI's strict schemas: Ollama's format is always enforced
         chat.update(kwargs)  # logprobs, top_logprobs, timeout: as AsyncClient.chat takes them
-        return chat
+        return _Request(chat, forced)
 
-    async def _reply(self, client: AsyncClient, chat: dict[str, Any]) -> ChatResult:
+    async def _reply(self, client: AsyncClient, request: _Request) -> ChatResult:
+        chat = request.chat
         response = await client.chat(**chat, stream=False)
-        return ChatResult(generations=[ChatGeneration(message=ai_message(response, chat["model"]))])
+        message = ai_message(response, chat["model"], forced=request.forced)
+        return ChatResult(generations=[ChatGeneration(message=message)])
 
-    async def _chunks(self, client: AsyncClient, chat: dict[str, Any]) -> AsyncIterator[ChatGenerationChunk]:
-        state = StreamState()
+    async def _chunks(self, client: AsyncClient, request: _Request) -> AsyncIterator[ChatGenerationChunk]:
+        chat = request.chat
+        state = StreamState(forced=request.forced)
         stream = await client.chat(**chat, stream=True)
         async with stream:
             async for part in stream:
@@ -173,22 +171,22 @@ class ChatOllamaAsync(ClientSettings, BaseChatModel):
         self, messages: list[BaseMessage], stop: list[str] | None = None,
         run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
     ) -> ChatResult:
-        chat = self._chat_kwargs(messages, stop, kwargs)
-        return self.clients.run(lambda client: self._reply(client, chat))
+        request = self._request(messages, stop, kwargs)
+        return self.clients.run(lambda client: self._reply(client, request))
 
     async def _agenerate(
         self, messages: list[BaseMessage], stop: list[str] | None = None,
         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
     ) -> ChatResult:
-        chat = self._chat_kwargs(messages, stop, kwargs)
-        return await self._reply(self.clients.current(), chat)
+        request = self._request(messages, stop, kwargs)
+        return await self._reply(self.clients.current(), request)
 
     def _stream(
         self, messages: list[BaseMessage], stop: list[str] | None = None,
         run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        chat = self._chat_kwargs(messages, stop, kwargs)
-        for chunk in self.clients.iterate(lambda client: self._chunks(client, chat)):
+        request = self._request(messages, stop, kwargs)
+        for chunk in self.clients.iterate(lambda client: self._chunks(client, request)):
             if run_manager is not None:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
@@ -197,8 +195,8 @@ class ChatOllamaAsync(ClientSettings, BaseChatModel):
         self, messages: list[BaseMessage], stop: list[str] | None = None,
         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        chat = self._chat_kwargs(messages, stop, kwargs)
-        async for chunk in self._chunks(self.clients.current(), chat):
+        request = self._request(messages, stop, kwargs)
+        async for chunk in self._chunks(self.clients.current(), request):
             if run_manager is not None:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
@@ -214,13 +212,14 @@ class ChatOllamaAsync(ClientSettings, BaseChatModel):
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Offer ``tools`` (anything ``convert_to_openai_tool`` takes) on every call.
 
-        ``tool_choice``: Ollama cannot force a tool call, so ``"any"``/``"required"`` offer every
-        tool and a tool's name offers only that one; ``"none"`` offers none (see
-        :func:`_chosen_tools`). An unknown name is a :class:`~ollama_async.RequestError` now.
+        ``tool_choice``: ``None``/``"auto"`` lets the model decide; ``"any"``/``"required"``/
+        ``True`` or a tool's name force a call, sent as a ``format`` schema that only such a call
+        satisfies (Ollama's API has no ``tool_choice``; see ``_tool_choice.py``); ``"none"``
+        offers no tools. An unknown name is a :class:`~ollama_async.RequestError` now.
         """
         formatted = [convert_to_openai_tool(t) for t in tools]
         if tool_choice is not None:
-            _chosen_tools(formatted, tool_choice)  # check it now, not at the first call
+            plan_tools(formatted, tool_choice)  # check it now, not at the first call
             kwargs["tool_choice"] = tool_choice
         return super().bind(tools=formatted, **kwargs)
 

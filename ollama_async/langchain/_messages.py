@@ -10,7 +10,8 @@ inline images only, and a silently dropped block would change what the model see
 Replies: a whole :class:`~ollama_async.ChatResponse` becomes an ``AIMessage`` and each stream
 chunk an ``AIMessageChunk``, with tool calls (ids kept when the server sends them), thinking in
 ``additional_kwargs["reasoning_content"]``, token usage from ``prompt_eval_count``/``eval_count``
-and the server's metadata (model name, done reason, durations) in ``response_metadata``.
+and the server's metadata (model name, done reason, durations) in ``response_metadata``. When a
+tool call was forced (``_tool_choice.py``), the reply's content is the call and is read as one.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from langchain_core.messages.tool import tool_call, tool_call_chunk
 
 from .._errors import RequestError
 from .._types import ChatResponse, Message
+from ._tool_choice import forced_call
 
 __all__ = ["StreamState", "ai_message", "chunk_message", "to_ollama_messages"]
 
@@ -149,9 +151,13 @@ def _arguments(raw: Any) -> dict[str, Any]:
     return {}
 
 
+def _new_call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:24]}"
+
+
 def _call_id(call: Message.ToolCall) -> str:
     given = call.get("id")
-    return given if isinstance(given, str) and given else f"call_{uuid.uuid4().hex[:24]}"
+    return given if isinstance(given, str) and given else _new_call_id()
 
 
 def usage(part: ChatResponse) -> UsageMetadata:
@@ -174,16 +180,22 @@ def _thinking(message: Message) -> dict[str, Any]:
     return {"reasoning_content": message.thinking} if message.thinking else {}
 
 
-def ai_message(response: ChatResponse, model: str) -> AIMessage:
-    """A whole reply as an ``AIMessage``."""
+def ai_message(response: ChatResponse, model: str, *, forced: bool = False) -> AIMessage:
+    """A whole reply as an ``AIMessage``; a forced tool call's content is read as the call."""
     message = response.message
     calls = [
         tool_call(name=c.function.name, args=_arguments(c.function.arguments), id=_call_id(c))
         for c in message.tool_calls or ()
     ]
+    content = message.content or ""
+    invalid: list[Any] = []
+    if forced and not calls:
+        calls, invalid = forced_call(content, _new_call_id())
+        content = ""
     return AIMessage(
-        content=message.content or "",
+        content=content,
         tool_calls=calls,
+        invalid_tool_calls=invalid,
         additional_kwargs=_thinking(message),
         usage_metadata=usage(response),
         response_metadata=response_metadata(response, model),
@@ -191,26 +203,40 @@ def ai_message(response: ChatResponse, model: str) -> AIMessage:
 
 
 class StreamState:
-    """What the chunks of one stream share: the running index of its tool calls."""
+    """What the chunks of one stream share: the running index of its tool calls and, when the
+    call is forced, the content so far (it is the call, read when the stream ends)."""
 
-    __slots__ = ("tool_calls",)
+    __slots__ = ("forced", "held", "native_calls", "tool_calls")
 
-    def __init__(self) -> None:
+    def __init__(self, forced: bool = False) -> None:
+        self.forced = forced
+        self.held: list[str] = []
+        self.native_calls = False
         self.tool_calls = 0
 
 
 def chunk_message(part: ChatResponse, model: str, state: StreamState) -> AIMessageChunk:
     """One stream chunk as an ``AIMessageChunk``; the final one carries usage and metadata."""
     message = part.message
+    content = message.content or ""
     chunks = []
     for c in message.tool_calls or ():
         chunks.append(tool_call_chunk(name=c.function.name, args=json.dumps(_arguments(c.function.arguments)),
                                       id=_call_id(c), index=state.tool_calls))
         state.tool_calls += 1
+        state.native_calls = True
+    if state.forced:
+        state.held.append(content)
+        content = ""
+        if part.done and not state.native_calls:
+            calls, invalid = forced_call("".join(state.held), _new_call_id())
+            chunks += [tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=state.tool_calls)
+                       for c in calls]
+            chunks += [tool_call_chunk(name=None, args=c["args"], id=c["id"], index=state.tool_calls)
+                       for c in invalid]
     if part.done:
         return AIMessageChunk(
-            content=message.content or "", tool_call_chunks=chunks, additional_kwargs=_thinking(message),
+            content=content, tool_call_chunks=chunks, additional_kwargs=_thinking(message),
             usage_metadata=usage(part), response_metadata=response_metadata(part, model), chunk_position="last",
         )
-    return AIMessageChunk(content=message.content or "", tool_call_chunks=chunks,
-                          additional_kwargs=_thinking(message))
+    return AIMessageChunk(content=content, tool_call_chunks=chunks, additional_kwargs=_thinking(message))

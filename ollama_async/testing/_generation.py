@@ -16,7 +16,7 @@ from typing import Any
 
 from ._faults import Fault
 from ._http import NDJSON_CT, Connection
-from ._instructions import calls_tool, json_mode_text, tool_arguments
+from ._instructions import calls_tool, instructed_json, tool_arguments
 from ._json import dumps
 from ._models import ModelSpec
 from ._requests import ApiError
@@ -135,7 +135,7 @@ class Generation:
         n = spec.tokens
         fmt = body.get("format")
         if fmt == "json" or isinstance(fmt, dict):
-            text = json_mode_text(body, key, max(n, 1)) or format_text(fmt, key, max(n, 1))
+            text = instructed_json(body, key, max(n, 1)) or format_text(fmt, key, max(n, 1))
             self.pieces = split_text(text, max(n, 1))
             self.ids = token_stream(key, len(self.pieces))[1]
         else:

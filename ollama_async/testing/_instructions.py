@@ -11,7 +11,9 @@ model would also follow for the prompts frameworks' test suites send:
   strings in the message (``'...'`` or ``"..."``) fill the string parameters in order; the rest
   are deterministic values valid for the parameter schema;
 - **JSON mode** (``format: "json"``): when the message quotes identifiers (``'setup' and
-  'punchline' keys``) the object has exactly those keys, otherwise ``{"response": ...}``.
+  'punchline' keys``) the object has exactly those keys, otherwise ``{"response": ...}``;
+- **a tool call as structured output** (a ``format`` schema of ``{"name": const, "arguments"}``
+  objects, how clients force a call): the tool and arguments the rules above pick.
 
 Everything is a pure function of the request, so tests can assert on the result.
 """
@@ -25,7 +27,7 @@ from typing import Any
 from ._json import dumps
 from ._text import Rng, schema_value, words
 
-__all__ = ["calls_tool", "json_mode_text", "last_user_text", "tool_arguments"]
+__all__ = ["calls_tool", "instructed_json", "last_user_text", "tool_arguments"]
 
 #: Words of tool names that say nothing about what a tool does (``get_weather`` → ``weather``).
 _GENERIC_WORDS = frozenset({"get", "set", "tool", "tools", "func", "function", "call", "make", "create", "run"})
@@ -103,12 +105,45 @@ def tool_arguments(name: str, parameters: Any, text: str, rng: Rng) -> dict[str,
     return args
 
 
-def json_mode_text(body: dict[str, Any], key: int, n_words: int) -> str | None:
-    """The JSON a ``format: "json"`` request gets when its message quotes the keys it wants."""
-    if body.get("format") != "json":
+def _tool_call_options(fmt: dict[str, Any]) -> list[tuple[str, Any]] | None:
+    """``(name, arguments schema)`` per option when ``fmt`` asks for one JSON-encoded tool call.
+
+    That is an object schema with exactly ``name`` (a ``const``) and ``arguments``, or an
+    ``anyOf`` of such objects: how clients force a tool call through structured output.
+    """
+    options = fmt.get("anyOf") if "anyOf" in fmt else [fmt]
+    if not isinstance(options, list) or not options:
         return None
-    keys = [k for k in (a or b for a, b in _QUOTED.findall(last_user_text(body))) if _IDENT.match(k)]
-    if not keys:
+    found: list[tuple[str, Any]] = []
+    for option in options:
+        props = option.get("properties") if isinstance(option, dict) else None
+        if not isinstance(props, dict) or set(props) != {"name", "arguments"}:
+            return None
+        name = props["name"].get("const") if isinstance(props["name"], dict) else None
+        if not isinstance(name, str):
+            return None
+        found.append((name, props["arguments"]))
+    return found
+
+
+def instructed_json(body: dict[str, Any], key: int, n_words: int) -> str | None:
+    """The JSON a structured-output request gets when the message says what it should hold.
+
+    ``format: "json"`` with quoted identifiers in the message: an object with those keys. A
+    schema asking for one JSON-encoded tool call: the tool the message asks for (else the first),
+    with the arguments it gives (the same rules as native tool calls). Otherwise None (the
+    generic schema value).
+    """
+    fmt = body.get("format")
+    text = last_user_text(body)
+    if fmt == "json":
+        keys = [k for k in (a or b for a, b in _QUOTED.findall(text)) if _IDENT.match(k)]
+        if not keys:
+            return None
+        rng = Rng(key)
+        return dumps({k: words(rng, max(1, n_words // len(keys))) for k in dict.fromkeys(keys)}).decode()
+    options = _tool_call_options(fmt) if isinstance(fmt, dict) else None
+    if not options:
         return None
-    rng = Rng(key)
-    return dumps({k: words(rng, max(1, n_words // len(keys))) for k in dict.fromkeys(keys)}).decode()
+    name, schema = next((o for o in options if calls_tool(o[0], text)), options[0])
+    return dumps({"name": name, "arguments": tool_arguments(name, schema, text, Rng(key))}).decode()
