@@ -136,6 +136,28 @@ def test_stopping_a_sync_stream_early_frees_the_server_slot(lsim: Simulator) -> 
     assert lsim.stats(GEN).in_flight == 0 and lsim.stats(GEN).disconnects == 1
 
 
+async def test_aclose_and_close_release_the_clients_a_model_made(lsim: Simulator) -> None:
+    llm = ChatOllamaAsync(model=GEN, base_url=lsim.url)
+    assert (await llm.ainvoke("hi")).content
+    made = llm.clients.current()
+    await llm.aclose()
+    assert made._transport.closed and llm.clients.current() is not made  # a fresh one on next use
+    await llm.aclose()
+
+    def sync_side() -> None:
+        assert llm.invoke("hi").content
+        llm.close()
+        assert llm.invoke("hi").content  # a new client for the loop thread
+
+    await asyncio.get_running_loop().run_in_executor(None, sync_side)
+    async with AsyncClient(lsim.url) as client:
+        shared = ChatOllamaAsync(model=GEN, client=client)
+        assert (await shared.ainvoke("hi")).content
+        await shared.aclose()
+        shared.close()
+        assert not client._transport.closed  # a given client is the caller's
+
+
 # -- tools, images, messages ---------------------------------------------------------------------
 
 

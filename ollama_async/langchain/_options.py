@@ -73,6 +73,21 @@ class ClientSettings(BaseModel):
             source = self._source = ClientSource(given, self._new_client, self.client)
         return source
 
+    async def aclose(self) -> None:
+        """Close the client this model made for the running event loop.
+
+        A client given with ``client=`` is the caller's and stays open. Models that made their own
+        clients hold one per event loop they were used from; an application that ends a loop
+        while the process goes on can close it here first.
+        """
+        if self._source is not None:
+            await self._source.aclose()
+
+    def close(self) -> None:
+        """Close the client this model made for its sync calls (on the loop thread)."""
+        if self._source is not None:
+            self._source.close()
+
     def _call_timeout(self) -> dict[str, Any]:
         """``timeout=`` for each call when a shared client is used and a timeout was set here."""
         return {"timeout": self.timeout} if self.client is not None and self.timeout is not None else {}

@@ -98,6 +98,18 @@ class ClientSource:
             client = self._per_loop[loop] = self._factory()
         return client
 
+    async def aclose(self) -> None:
+        """Close the client made for the running loop (never a client given to the model)."""
+        client = self._per_loop.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    def close(self) -> None:
+        """Close the client made for sync calls on the loop thread (never a given client)."""
+        loop = LOOP_THREAD._loop
+        if self.client is None and loop is not None and loop in self._per_loop:
+            run_on(loop, self.aclose())
+
     def _sync_loop(self) -> asyncio.AbstractEventLoop:
         """The loop a sync call runs on: the given client's when it runs in another thread."""
         try:
