@@ -20,7 +20,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 from pydantic import ValidationError
 
-from ollama_async import AsyncClient, EventLoopError, RequestError, ResponseError
+from ollama_async import AsyncClient, EventLoopError, ModelNotFoundError, RequestError, ResponseError
 from ollama_async.batch import BatchError
 from ollama_async.langchain import ChatOllamaAsync, OllamaAsyncEmbeddings
 from ollama_async.langchain._messages import to_ollama_messages
@@ -129,7 +129,7 @@ def test_stopping_a_sync_stream_early_frees_the_server_slot(lsim: Simulator) -> 
     first = next(stream)
     assert isinstance(first.content, str)
     stream.close()
-    for _ in range(200):
+    for _ in range(1000):  # poll (up to 10 s on a loaded machine) for the server to see it
         if lsim.stats(GEN).in_flight == 0:
             break
         threading.Event().wait(0.01)
@@ -156,6 +156,14 @@ async def test_aclose_and_close_release_the_clients_a_model_made(lsim: Simulator
         await shared.aclose()
         shared.close()
         assert not client._transport.closed  # a given client is the caller's
+
+
+def test_sync_stream_errors_arrive_as_the_clients_typed_errors(lsim: Simulator) -> None:
+    llm = ChatOllamaAsync(model="missing-model", base_url=lsim.url)
+    with pytest.raises(ModelNotFoundError):
+        list(llm.stream("hi"))
+    with pytest.raises(ModelNotFoundError):
+        llm.invoke("hi")
 
 
 # -- tools, images, messages ---------------------------------------------------------------------
