@@ -339,3 +339,34 @@ def test_without_langchain_core_the_import_error_names_the_extra() -> None:
         "    raise SystemExit('imported')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- what goes on the wire (respx) ------------------------------------------------------------------
+
+
+async def test_request_body_carries_options_tools_images_and_the_forced_format() -> None:
+    import json
+
+    from tests._official import HOST, capture
+
+    b64 = base64.b64encode(PNG).decode()
+    llm = ChatOllamaAsync(model="m", base_url=HOST, temperature=0.2, max_tokens=50, seed=7, num_ctx=2048,
+                          stop=["END"], keep_alive="5m", reasoning=True, options={"top_k": 3, "seed": 1})
+    bound = llm.bind_tools([get_weather], tool_choice="get_weather")
+    messages = [HumanMessage([{"type": "text", "text": "look"},
+                              {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64}"}}])]
+    async with AsyncClient(HOST) as client:
+        llm_on_client = llm.model_copy(update={"client": client})
+        _, path, raw = await capture(client, lambda c: bound.ainvoke(messages))
+        _, _, plain = await capture(client, lambda c: llm_on_client.ainvoke("hi", stop=["x"], model="other"))
+    body = json.loads(raw)
+    assert path == "/api/chat"
+    assert body["options"] == {"top_k": 3, "seed": 7, "temperature": 0.2, "num_predict": 50, "num_ctx": 2048,
+                               "stop": ["END"]}
+    assert body["think"] is True and body["keep_alive"] == "5m" and body["stream"] is False
+    assert body["messages"] == [{"role": "user", "content": "look", "images": [b64]}]  # data: prefix gone
+    assert [t["function"]["name"] for t in body["tools"]] == ["get_weather"]
+    assert body["format"]["properties"]["name"] == {"const": "get_weather"}
+    assert body["format"]["properties"]["arguments"]["properties"]["location"]["type"] == "string"
+    other = json.loads(plain)
+    assert other["model"] == "other" and other["options"]["stop"] == ["x"] and "format" not in other
