@@ -166,6 +166,15 @@ def test_sync_stream_errors_arrive_as_the_clients_typed_errors(lsim: Simulator) 
         llm.invoke("hi")
 
 
+async def test_settings_for_a_client_it_would_make_clash_with_a_given_client(lsim: Simulator) -> None:
+    async with AsyncClient(lsim.url) as client:
+        with pytest.raises(ValidationError, match="base_url"):
+            ChatOllamaAsync(model=GEN, client=client, base_url="http://elsewhere:1")
+        with pytest.raises(ValidationError, match="concurrency"):
+            OllamaAsyncEmbeddings(model=EMB, client=client, concurrency=2)
+        ChatOllamaAsync(model=GEN, client=client, timeout=5, max_retries=0)  # per call: honoured
+
+
 # -- tools, images, messages ---------------------------------------------------------------------
 
 

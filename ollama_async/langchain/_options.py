@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from .._client import AsyncClient
 from .._limits import ConcurrencyInput
@@ -19,6 +19,9 @@ from .._transport import DEFAULT_TIMEOUT
 from ._runner import ClientSource
 
 __all__ = ["ClientSettings"]
+
+#: Settings that only shape a client the model creates itself.
+_CLIENT_MADE = frozenset({"base_url", "concurrency", "api_key", "client_kwargs"})
 
 
 def _api_key_from_env() -> SecretStr | None:
@@ -47,6 +50,16 @@ class ClientSettings(BaseModel):
     """More ``AsyncClient`` arguments (``headers=``, ``verify=``, ...) for a client this model creates."""
 
     _source: ClientSource | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _client_or_settings(self) -> ClientSettings:
+        """A given client brings its own host and settings: also passing them would be ignored."""
+        if self.client is not None:
+            clash = sorted(self.model_fields_set & _CLIENT_MADE)
+            if clash:
+                raise ValueError(f"{', '.join(clash)} configure a client this model creates; with client= "
+                                 "set them on that AsyncClient instead")
+        return self
 
     def _new_client(self) -> AsyncClient:
         kwargs = dict(self.client_kwargs)
