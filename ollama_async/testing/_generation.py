@@ -16,6 +16,7 @@ from typing import Any
 
 from ._faults import Fault
 from ._http import NDJSON_CT, Connection
+from ._instructions import calls_tool, instructed_json, tool_arguments
 from ._json import dumps
 from ._models import ModelSpec
 from ._requests import ApiError
@@ -25,7 +26,6 @@ from ._text import (
     Rng,
     format_text,
     logprob_entry,
-    schema_value,
     seed_key,
     split_text,
     text_token_ids,
@@ -71,8 +71,7 @@ def now_rfc3339() -> str:
 
 
 def tool_calls(tools: list[Any], text: str, seed: int) -> list[dict[str, Any]] | None:
-    """Tool calls for every tool whose name the user's message mentions, in tool order."""
-    lowered = text.lower()
+    """Tool calls for every tool the user's message asks for (``_instructions.py``), in tool order."""
     calls: list[dict[str, Any]] = []
     for tool in tools:
         if not isinstance(tool, dict):
@@ -81,12 +80,10 @@ def tool_calls(tools: list[Any], text: str, seed: int) -> list[dict[str, Any]] |
         if not isinstance(fn, dict):
             continue
         name = fn.get("name")
-        if not isinstance(name, str) or not name or name.lower() not in lowered:
+        if not isinstance(name, str) or not name or not calls_tool(name, text):
             continue
         key = seed_key(text, name, seed)
-        args = schema_value(fn.get("parameters") or {"type": "object"}, Rng(key))
-        if not isinstance(args, dict):
-            args = {}
+        args = tool_arguments(name, fn.get("parameters"), text, Rng(key))
         call_id = "call_" + format(key & 0xFFFFFFFFFF, "010x")[:8]
         calls.append({"id": call_id, "function": {"index": len(calls), "name": name, "arguments": args}})
     return calls or None
@@ -139,7 +136,8 @@ class Generation:
         n = spec.tokens
         fmt = body.get("format")
         if fmt == "json" or isinstance(fmt, dict):
-            self.pieces = split_text(format_text(fmt, key, max(n, 1)), max(n, 1))
+            text = instructed_json(body, key, max(n, 1)) or format_text(fmt, key, max(n, 1))
+            self.pieces = split_text(text, max(n, 1))
             self.ids = token_stream(key, len(self.pieces))[1]
         else:
             self.pieces, self.ids = token_stream(key, n)

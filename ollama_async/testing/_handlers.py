@@ -38,6 +38,7 @@ from ._requests import (
 from ._scheduler import QueueFull, Runner
 from ._stream import send_reply
 from ._text import count_tokens, embedding_floats, seed_key, truncate_tokens, vector_list
+from ._vision import image_tokens
 
 NO_EMBEDDINGS = "this model does not support embeddings"
 
@@ -214,6 +215,7 @@ class App(ManagementHandlers):
             system = body.get("system") or ""
             ctx_in = body.get("context") or []
             prompt_tokens = count_tokens(prompt) + count_tokens(system) + len(ctx_in) + 1
+            prompt_tokens += image_tokens(body.get("images"))
             seed = options.get("seed")
             seed = int(seed) if isinstance(seed, (int, float)) else self.seed
             key64 = seed_key(prompt, system, seed)
@@ -282,6 +284,7 @@ class App(ManagementHandlers):
             texts = [m.get("content") or "" for m in messages]
             prompt_text = " ".join(texts)
             prompt_tokens = count_tokens(prompt_text) + 4 * len(messages) + 1
+            prompt_tokens += sum(image_tokens(m.get("images")) for m in messages)
             last = messages[-1]
             last_text = last.get("content") or ""
             seed = options.get("seed")
