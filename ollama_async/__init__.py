@@ -22,6 +22,8 @@ from ._errors import (
     StructuredOutputError,
 )
 from ._limits import LimitStats
+from ._log import set_log_content
+from ._observe import ClientStats, RequestMetrics, RequestStats
 from ._streaming import Stream
 from ._tools import tool_from_callable
 from ._transport import DEFAULT_TIMEOUT, RetryPolicy
@@ -53,6 +55,7 @@ __all__ = [
     "AsyncClient",
     "ChatResponse",
     "ClientClosedError",
+    "ClientStats",
     "EmbedResponse",
     "EmbeddingsResponse",
     "EventLoopError",
@@ -72,6 +75,8 @@ __all__ = [
     "ProcessResponse",
     "ProgressResponse",
     "RequestError",
+    "RequestMetrics",
+    "RequestStats",
     "ResponseError",
     "RetryPolicy",
     "ServerBusyError",
@@ -86,5 +91,6 @@ __all__ = [
     "WebFetchResponse",
     "WebSearchResponse",
     "__version__",
+    "set_log_content",
     "tool_from_callable",
 ]

@@ -25,6 +25,7 @@ from . import _payloads as P
 from ._errors import OllamaConnectionError, OllamaTimeoutError, RequestError, ResponseError
 from ._host import ApiKeyAuth, api_key_from_env, parse_host
 from ._limits import ConcurrencyInput, Limits
+from ._observe import ClientStats, Hook, make_observer
 from ._streaming import Stream, iter_parts
 from ._transport import DEFAULT_TIMEOUT, NOT_GIVEN, Call, RetryPolicy, TimeoutInput, Transport
 from ._types import (
@@ -111,6 +112,12 @@ class AsyncClient:
             ``OLLAMA_NUM_PARALLEL`` from the environment, else adaptive. Embedding-only models get
             1 (the server gives them one slot) unless named in the mapping.
         max_concurrency: the most the adaptive mode may ever send at once per model (default 64).
+        on_request: a hook, or a list of hooks, called with each request's
+            :class:`RequestMetrics` when it is over (more with :meth:`add_hook`).
+        metrics: measure every request (``response.metrics``, :meth:`stats`); ``False`` saves the
+            ~1 µs a request costs when no hook, DEBUG log or OpenTelemetry needs them.
+        tracer_provider, meter_provider: OpenTelemetry providers for this client's spans and
+            GenAI metrics, instead of the global ones (needs the ``otel`` extra).
         httpx_kwargs: passed to ``httpx.AsyncClient`` (``verify=``, ``proxy=``, ...).
 
     ``OLLAMA_API_KEY``, when set, is sent as ``Authorization: Bearer`` to the configured host only.
@@ -127,6 +134,10 @@ class AsyncClient:
         concurrency: ConcurrencyInput = None,
         max_concurrency: int | None = None,
         follow_redirects: bool = True,
+        on_request: Hook | Sequence[Hook] | None = None,
+        metrics: bool = True,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
         **httpx_kwargs: Any,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
@@ -151,6 +162,7 @@ class AsyncClient:
             limits=Limits(concurrency, max_concurrency=max_concurrency),
             httpx_kwargs={"follow_redirects": follow_redirects, **httpx_kwargs},
         )
+        self._transport.observer = make_observer(on_request, metrics, tracer_provider, meter_provider)
         self._call_timeout: Any = NOT_GIVEN
 
     # -- lifecycle and configuration -----------------------------------------------------------
@@ -169,6 +181,35 @@ class AsyncClient:
     def limits(self) -> Limits:
         """The per-model in-flight limiters (``client.limits.stats()`` shows waits and peaks)."""
         return self._transport.limits
+
+    def stats(self, *, reset: bool = False) -> ClientStats:
+        """Aggregates of the requests so far, per model, per host and both (:class:`ClientStats`).
+
+        ``client.stats()["llama3.2"].tokens_per_second``; ``reset=True`` starts counting anew
+        after taking the snapshot. Empty with ``metrics=False``.
+        """
+        observer = self._transport.observer
+        snapshot = observer.snapshot()
+        if reset:
+            observer.reset()
+        return snapshot
+
+    def add_hook(self, hook: Hook) -> None:
+        """Call ``hook(metrics)`` after every request (success, error or a stream left early).
+
+        Hooks run on the event loop, in the task that made the request: keep them quick (hand
+        the data to a queue for anything slow). An exception in a hook is logged on
+        ``ollama_async.hooks`` and never reaches the request.
+        """
+        if not callable(hook):
+            raise RequestError(f"must be callable, not {type(hook).__name__}", field="hook")
+        self._transport.observer.hooks.append(hook)
+
+    def remove_hook(self, hook: Hook) -> None:
+        """Stop calling ``hook``; a hook that was not added is ignored."""
+        hooks = self._transport.observer.hooks
+        if hook in hooks:
+            hooks.remove(hook)
 
     @property
     def batch(self) -> Batch:
@@ -226,7 +267,7 @@ class AsyncClient:
 
     def _stream(self, call: Call, cls: type[T], is_final: Callable[[T], bool]) -> Stream[T]:
         transport, decode = self._transport, cls.model_validate_json
-        return Stream(lambda: iter_parts(transport, call, decode, is_final))
+        return Stream(lambda: iter_parts(transport, call, decode, is_final), call)
 
     # -- generate / chat -------------------------------------------------------------------------
 
