@@ -87,7 +87,8 @@ class RequestMetrics:
       (Ollama sends a generate/chat stream's headers with its first token; a non-streamed reply's
       only when it is complete);
     - ``time_to_first_token``: streams only, from the call to the first part;
-    - ``retries`` and why (``retry_reasons``: ``"HTTP 503"``, ``"ConnectError"``, ...).
+    - ``retries`` and why (``retry_reasons``: ``"HTTP 503"``, ``"ConnectError"``, ...), and
+      ``backoff``, the seconds slept before them.
 
     Server side (from the reply, None when it has no such field): ``load_time``,
     ``prompt_eval_time``, ``eval_time``, ``server_time`` (``total_duration``) and ``queue_time``,
@@ -113,6 +114,7 @@ class RequestMetrics:
     time_to_first_token: float | None = None
     retries: int = 0
     retry_reasons: list[str] = field(default_factory=list)
+    backoff: float = 0.0
     status: int | None = None
     error: str | None = None
     stopped_early: bool = False
@@ -181,6 +183,7 @@ class RequestStats:
     errors: int = 0
     stopped_early: int = 0
     retries: int = 0
+    backoff_total: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
     duration_total: float = 0.0
@@ -227,6 +230,7 @@ class RequestStats:
         if m.stopped_early:
             self.stopped_early += 1
         self.retries += m.retries
+        self.backoff_total += m.backoff
         duration = m.duration or 0.0
         self.duration_total += duration
         if duration > self.duration_max:
@@ -366,6 +370,7 @@ class Observer:
         if m is not None:
             m.retries += 1
             m.retry_reasons.append(reason)
+            m.backoff += delay
         if gate and limits_log.isEnabledFor(logging.WARNING):
             limits_log.warning("server busy (503) for model %s: its requests wait %.2fs", call.model, delay)
         if transport_log.isEnabledFor(logging.INFO):
@@ -441,9 +446,10 @@ class Observer:
         if transport_log.isEnabledFor(_DEBUG):
             transport_log.debug(
                 "%s %s (model %s) at %s: %s in %.3fs; slot wait %.3fs, first byte %s, server queue %s, "
-                "%s output tokens at %s tokens/s, %d retries", m.method, m.path, m.model, m.host,
-                m.error or m.status, m.duration or 0.0, m.slot_wait, _fmt(m.time_to_first_byte), _fmt(m.queue_time),
-                m.output_tokens, _fmt(m.tokens_per_second, "%.1f"), m.retries,
+                "output tokens %s at %s tokens/s, %d retries", m.method, m.path, m.model, m.host,
+                m.error or ("stopped early" if m.stopped_early else m.status), m.duration or 0.0, m.slot_wait,
+                _fmt(m.time_to_first_byte), _fmt(m.queue_time), _fmt(m.output_tokens, "%d"),
+                _fmt(m.tokens_per_second, "%.1f"), m.retries,
             )
         for hook in self.hooks:
             try:
@@ -474,7 +480,7 @@ def _model_name(model: str | None) -> str:
     return model_key(model) if model else ""
 
 
-def _fmt(value: float | None, spec: str = "%.3fs") -> str:
+def _fmt(value: float | int | None, spec: str = "%.3fs") -> str:
     return "-" if value is None else spec % value
 
 

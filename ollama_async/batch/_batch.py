@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _payloads as P
 from .._errors import RequestError, ResponseError, ServerBusyError
+from .._log import batch_log
 from .._transport import Call
 from .._types import ChatResponse, GenerateResponse
 from ._run import FATAL, BatchItem, BatchRun, ProgressArg
@@ -244,6 +245,8 @@ class Batch:
                 raise
             except ResponseError as exc:
                 if len(texts) > 1 and exc.status_code in _SPLIT_STATUSES:
+                    batch_log.info("embed %s: a request of %d texts got HTTP %d; splitting it in two", model,
+                                   len(texts), exc.status_code)
                     mid = len(texts) // 2
                     await embed_group(texts[:mid], positions[:mid], out)
                     await embed_group(texts[mid:], positions[mid:], out)
@@ -305,7 +308,10 @@ class Batch:
                         raise
                     requeues += 1
                     policy = client._transport.retry
-                    client.limits.for_model(model).busy(policy.delay(policy.max_retries + requeues))
+                    delay = policy.delay(policy.max_retries + requeues)
+                    batch_log.info("%s still busy (503) after the client's retries: requeued (%d of %d) behind "
+                                   "its gate, %.2fs", model, requeues, BUSY_REQUEUES, delay)
+                    client.limits.for_model(model).busy(delay)
 
         return retry
 
