@@ -26,8 +26,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
 from ._errors import OllamaConnectionError, OllamaTimeoutError, RequestError, ResponseError, StreamError
 from ._limits import model_key
 from ._log import clip, content_logged, hooks_log, limits_log, streaming_log, transport_log
@@ -68,10 +66,6 @@ def operation_of(path: str) -> str:
     if path.startswith("/api/blobs/"):
         return "create_blob"
     return path.rsplit("/", 1)[-1] or path
-
-
-def _seconds(ns: object) -> float | None:
-    return ns / 1e9 if isinstance(ns, int) and not isinstance(ns, bool) else None
 
 
 @dataclass(slots=True, eq=False)
@@ -148,26 +142,28 @@ class RequestMetrics:
 
     def _read_reply(self, reply: object) -> None:
         """Copy the server's timings and token counts out of a decoded reply (or final part)."""
-        get = getattr
-        total = get(reply, "total_duration", None)
-        if total is None:
+        fields = getattr(reply, "__dict__", None)  # a pydantic model's field values
+        if not fields:
             return
-        load, prompt, ev = (get(reply, "load_duration", None), get(reply, "prompt_eval_duration", None),
-                            get(reply, "eval_duration", None))
-        self.server_time = _seconds(total)
-        self.load_time = _seconds(load)
-        self.prompt_eval_time = _seconds(prompt)
-        self.eval_time = _seconds(ev)
-        if isinstance(total, int) and (prompt is not None or ev is not None):  # embed: no breakdown
-            work = sum(x for x in (load, prompt, ev) if isinstance(x, int))
-            self.queue_time = max(0, total - work) / 1e9
-        count = get(reply, "prompt_eval_count", None)
+        get = fields.get
+        total = get("total_duration")
+        if not isinstance(total, int):
+            return
+        load, prompt, ev = get("load_duration"), get("prompt_eval_duration"), get("eval_duration")
+        self.server_time = total / 1e9
+        self.load_time = load / 1e9 if isinstance(load, int) else None
+        self.prompt_eval_time = prompt / 1e9 if isinstance(prompt, int) else None
+        self.eval_time = ev / 1e9 if isinstance(ev, int) else None
+        if prompt is not None or ev is not None:  # embed replies have no breakdown: no queue time
+            work = (self.load_time or 0.0) + (self.prompt_eval_time or 0.0) + (self.eval_time or 0.0)
+            self.queue_time = max(0.0, total / 1e9 - work)
+        count = get("prompt_eval_count")
         self.input_tokens = count if isinstance(count, int) else None
-        count = get(reply, "eval_count", None)
+        count = get("eval_count")
         self.output_tokens = count if isinstance(count, int) else None
-        reason = get(reply, "done_reason", None)
+        reason = get("done_reason")
         self.done_reason = reason if isinstance(reason, str) else None
-        name = get(reply, "model", None)
+        name = get("model")
         self.response_model = name if isinstance(name, str) else None
 
 
@@ -385,8 +381,9 @@ class Observer:
         m._read_reply(reply)
         if m.status is None:
             m.status = 200
-        if isinstance(reply, BaseModel):  # ``reply.metrics`` (see _types.py)
-            object.__setattr__(reply, "__pydantic_private__", {**(reply.__pydantic_private__ or {}), "metrics": m})
+        private = getattr(reply, "__pydantic_private__", False)  # cheaper than isinstance(BaseModel)
+        if private is not False:  # a response model: ``reply.metrics`` (see _types.py)
+            object.__setattr__(reply, "__pydantic_private__", {**(private or {}), "metrics": m})
         self._publish(m)
 
     def failed(self, call: Call, exc: BaseException, parts: int = 0, streaming: bool = False) -> None:

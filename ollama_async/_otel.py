@@ -49,6 +49,7 @@ class Telemetry:
         self._meter_provider = meter_provider
         self._explicit = tracer_provider is not None or meter_provider is not None
         self._api: Any = None  # (opentelemetry.trace, opentelemetry.metrics) once imported
+        self._globals: Any = None  # the modules holding the global providers, when safe to peek
         self._tracer_of: Any = None
         self._tracer: Any = None
         self._meter_of: Any = None
@@ -60,6 +61,9 @@ class Telemetry:
         """Whether a tracer or a meter is configured; a dict lookup when OpenTelemetry is not in use."""
         if not self._explicit and "opentelemetry" not in sys.modules:
             return False
+        peek = self._globals
+        if peek is not None and peek[0]._TRACER_PROVIDER is None and peek[1]._METER_PROVIDER is None:
+            return False  # still no global provider (what get_*_provider() would find, minus its cost)
         return self._resolve()
 
     def _resolve(self) -> bool:
@@ -68,6 +72,7 @@ class Telemetry:
             from opentelemetry import metrics, trace
 
             api = self._api = (trace, metrics)
+            self._globals = None if self._explicit else _peekable(trace)
         trace, metrics = api
         tp = self._tracer_provider or trace.get_tracer_provider()
         if tp is not self._tracer_of:
@@ -124,25 +129,26 @@ class Telemetry:
         op = GENAI_OPERATIONS[m.operation]
         error_type = type(exc).__qualname__ if exc is not None else None
         if span is not _METRICS_ONLY:
+            found: dict[str, Any] = {"ollama_async.slot_wait": m.slot_wait}
             if m.response_model:
-                span.set_attribute("gen_ai.response.model", m.response_model)
+                found["gen_ai.response.model"] = m.response_model
             if m.input_tokens is not None:
-                span.set_attribute("gen_ai.usage.input_tokens", m.input_tokens)
+                found["gen_ai.usage.input_tokens"] = m.input_tokens
             if m.output_tokens is not None:
-                span.set_attribute("gen_ai.usage.output_tokens", m.output_tokens)
+                found["gen_ai.usage.output_tokens"] = m.output_tokens
             if m.done_reason:
-                span.set_attribute("gen_ai.response.finish_reasons", (m.done_reason,))
+                found["gen_ai.response.finish_reasons"] = (m.done_reason,)
             if m.retries:
-                span.set_attribute("ollama_async.retries", m.retries)
-            span.set_attribute("ollama_async.slot_wait", m.slot_wait)
+                found["ollama_async.retries"] = m.retries
             if m.queue_time is not None:
-                span.set_attribute("ollama_async.server_queue_time", m.queue_time)
+                found["ollama_async.server_queue_time"] = m.queue_time
             if m.stopped_early:
-                span.set_attribute("ollama_async.stopped_early", True)
+                found["ollama_async.stopped_early"] = True
             if error_type is not None:
-                span.set_attribute("error.type", error_type)
+                found["error.type"] = error_type
                 trace = self._api[0]
                 span.set_status(trace.Status(trace.StatusCode.ERROR, error_text))
+            span.set_attributes(found)
             span.end()
         duration = self._duration
         if duration is None:
@@ -166,3 +172,20 @@ class Telemetry:
         else:
             attributes["error.type"] = error_type
         duration.record(m.duration or 0.0, attributes)
+
+
+def _peekable(trace: Any) -> Any:
+    """The modules whose ``_TRACER_PROVIDER`` / ``_METER_PROVIDER`` say "no global provider yet",
+    when reading them is equivalent to the public getters (no provider named in the environment);
+    else None, and the getters are called on every request."""
+    import os
+
+    try:
+        from opentelemetry.metrics import _internal as metrics_internal
+    except ImportError:  # pragma: no cover - a layout other than opentelemetry-api's
+        return None
+    if not hasattr(trace, "_TRACER_PROVIDER") or not hasattr(metrics_internal, "_METER_PROVIDER"):
+        return None
+    if "OTEL_PYTHON_TRACER_PROVIDER" in os.environ or "OTEL_PYTHON_METER_PROVIDER" in os.environ:
+        return None
+    return trace, metrics_internal
