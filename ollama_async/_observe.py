@@ -381,7 +381,7 @@ class Observer:
         m._read_reply(reply)
         if m.status is None:
             m.status = 200
-        private = getattr(reply, "__pydantic_private__", False)  # cheaper than isinstance(BaseModel)
+        private: Any = getattr(reply, "__pydantic_private__", False)  # cheaper than isinstance(BaseModel)
         if private is not False:  # a response model: ``reply.metrics`` (see _types.py)
             object.__setattr__(reply, "__pydantic_private__", {**(private or {}), "metrics": m})
         self._publish(m)
