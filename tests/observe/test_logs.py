@@ -11,27 +11,21 @@ import pytest
 
 import ollama_async as oa
 from ollama_async import RetryPolicy
-from ollama_async.testing import Fault, ModelSpec, Simulator
+from ollama_async.testing import Fault, Simulator
+
+from .conftest import EMB, GEN, stop_early_then_break
 
 pytestmark = pytest.mark.anyio
 
-GEN = "gen"
-EMB = "emb"
 SECRET_PROMPT = "my-secret-prompt-4711"
 API_KEY = "sk-test-key-0815"
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with Simulator([ModelSpec(GEN, tokens=6, slots=4), ModelSpec(EMB, kind="embed", dim=8)], seed=0) as s:
-        yield s
 
 
 @pytest.fixture(autouse=True)
-def _clean(sim: Simulator) -> Iterator[None]:
-    sim.clear_faults()
+def _no_content() -> Iterator[None]:
     yield
-    sim.clear_faults()
     oa.set_log_content(False)
 
 
@@ -89,14 +83,7 @@ async def test_http_error_is_info_with_the_server_text(sim: Simulator, caplog: p
 async def test_stream_stopped_early_and_broken(sim: Simulator, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="ollama_async.streaming")
     async with oa.AsyncClient(sim.url) as client:
-        stream = await client.generate(GEN, "x", stream=True)
-        async with stream:
-            async for _ in stream:
-                break
-        sim.inject(Fault.error_line(after=2, error="runner crashed"))
-        with pytest.raises(oa.StreamError):
-            async for _ in await client.generate(GEN, "x", stream=True):
-                pass
+        await stop_early_then_break(client, sim)
         sim.inject(Fault.reset(after=3))
         with pytest.raises(oa.IncompleteStreamError):
             async for _ in await client.chat(GEN, [{"role": "user", "content": "x"}], stream=True):
@@ -105,7 +92,7 @@ async def test_stream_stopped_early_and_broken(sim: Simulator, caplog: pytest.Lo
     assert early.getMessage() == "stream POST /api/generate (model gen) closed by the caller after 1 parts"
     broken = [r.getMessage() for r in records(caplog, "ollama_async.streaming", logging.WARNING)]
     assert broken == [
-        "stream POST /api/generate (model gen) broke after 2 parts: StreamError (HTTP 500): runner crashed",
+        "stream POST /api/generate (model gen) broke after 2 parts: StreamError (HTTP 500): boom",
         "stream POST /api/chat (model gen) broke after 3 parts: IncompleteStreamError after 3 parts",
     ]
 

@@ -19,18 +19,13 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import ollama_async as oa
 from ollama_async._otel import DURATION_BUCKETS, TOKEN_BUCKETS
-from ollama_async.testing import Fault, ModelSpec, Simulator
+from ollama_async.testing import Fault, Simulator
+
+from .conftest import EMB, GEN
 
 pytestmark = pytest.mark.anyio
 
-GEN = "gen"
-EMB = "emb"
 
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with Simulator([ModelSpec(GEN, tokens=6, slots=4), ModelSpec(EMB, kind="embed", dim=8)], seed=0) as s:
-        yield s
 
 
 @pytest.fixture

@@ -6,19 +6,17 @@ Runs under asyncio and trio (the hook path runs in the caller's task on either).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import anyio
 import pytest
 
 import ollama_async as oa
-from ollama_async.testing import Fault, ModelSpec, Simulator
+from ollama_async.testing import Fault, Simulator
+
+from .conftest import EMB, GEN, SLOW, stop_early_then_break
 
 pytestmark = pytest.mark.anyio
 
-GEN = "gen"
-SLOW = "slow"  # one server slot, measurable load / prompt / token times
-EMB = "emb"
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -26,24 +24,6 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    with Simulator(
-        [
-            ModelSpec(GEN, tokens=6, slots=4),
-            ModelSpec(SLOW, tokens=5, slots=1, load_ms=30, prompt_ms=5, token_ms=4),
-            ModelSpec(EMB, kind="embed", dim=8),
-        ],
-        seed=0,
-    ) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _clean(sim: Simulator) -> Iterator[None]:
-    sim.clear_faults()
-    yield
-    sim.clear_faults()
 
 
 async def test_non_stream_reply_carries_its_metrics(sim: Simulator) -> None:
@@ -162,14 +142,7 @@ async def test_errors_reach_hooks_with_status_and_type(sim: Simulator) -> None:
 async def test_stream_stopped_early_and_broken(sim: Simulator) -> None:
     seen: list[oa.RequestMetrics] = []
     async with oa.AsyncClient(sim.url, on_request=seen.append) as client:
-        stream = await client.generate(GEN, "long", stream=True)
-        async with stream:
-            async for _ in stream:
-                break
-        sim.inject(Fault.error_line(after=2, error="boom"))
-        with pytest.raises(oa.StreamError):
-            async for _ in await client.generate(GEN, "x", stream=True):
-                pass
+        stream = await stop_early_then_break(client, sim)
         stats = client.stats()
     early, broken = seen
     assert early.stopped_early and early.error is None and early.parts == 1 and early.duration is not None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ollama_async.testing import ModelSpec, Simulator
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 RUNNER = """
 import json, sys
