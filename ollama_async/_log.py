@@ -19,8 +19,9 @@ level): an application that configures nothing sees only warnings, through Pytho
 **Content never reaches a log** by default, at any level: no prompt, message, image, embedding
 input, model output or header (so no API key). Only names (model, path, host), numbers and the
 server's own error texts are logged. For debugging, :func:`set_log_content` (or the environment
-variable ``OLLAMA_ASYNC_LOG_CONTENT=1``) adds request and response bodies, cut to
-:data:`CONTENT_LIMIT` bytes, to the DEBUG lines of ``ollama_async.transport``. Headers, and so the
+variable ``OLLAMA_ASYNC_LOG_CONTENT=1``) adds request bodies and decoded replies (a stream's:
+its final part), cut to :data:`CONTENT_LIMIT` bytes, to the DEBUG lines of
+``ollama_async.transport``. Headers, and so the
 API key, are not logged even then.
 """
 
@@ -55,7 +56,7 @@ _content = os.environ.get("OLLAMA_ASYNC_LOG_CONTENT", "").strip().lower() in {"1
 
 
 def set_log_content(enabled: bool) -> None:
-    """Let request and response bodies into ``ollama_async.transport``'s DEBUG lines (or stop).
+    """Let request bodies and replies into ``ollama_async.transport``'s DEBUG lines (or stop).
 
     Off by default (and unless ``OLLAMA_ASYNC_LOG_CONTENT=1``): prompts and outputs are often
     personal data. Headers (the API key) are never logged.

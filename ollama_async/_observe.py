@@ -24,7 +24,9 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+from pydantic import BaseModel
 
 from ._errors import OllamaConnectionError, OllamaTimeoutError, RequestError, ResponseError, StreamError
 from ._limits import model_key
@@ -384,6 +386,9 @@ class Observer:
         private: Any = getattr(reply, "__pydantic_private__", False)  # cheaper than isinstance(BaseModel)
         if private is not False:  # a response model: ``reply.metrics`` (see _types.py)
             object.__setattr__(reply, "__pydantic_private__", {**(private or {}), "metrics": m})
+            if content_logged() and transport_log.isEnabledFor(_DEBUG):
+                transport_log.debug("%s %s from %s, reply: %s", m.method, m.path, m.host,
+                                    clip(cast(BaseModel, reply).model_dump_json(exclude_none=True).encode()))
         self._publish(m)
 
     def failed(self, call: Call, exc: BaseException, parts: int = 0, streaming: bool = False) -> None:

@@ -191,9 +191,11 @@ async def test_content_logging_is_opt_in(sim: Simulator, caplog: pytest.LogCaptu
         await client.generate(GEN, SECRET_PROMPT)
         assert not any(SECRET_PROMPT in r.getMessage() for r in caplog.records)
         oa.set_log_content(True)
-        await client.generate(GEN, SECRET_PROMPT)
+        r = await client.generate(GEN, SECRET_PROMPT)
     bodies = [r.getMessage() for r in caplog.records if SECRET_PROMPT in r.getMessage()]
     assert len(bodies) == 1 and bodies[0].startswith("POST /api/generate to ") and '"prompt"' in bodies[0]
+    replies = [r.getMessage() for r in caplog.records if "reply:" in r.getMessage()]
+    assert len(replies) == 1 and (r.response or "")[:20] in replies[0]
 
 
 def test_content_clip() -> None:
