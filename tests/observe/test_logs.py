@@ -68,6 +68,18 @@ async def test_connection_failure_retried_then_logged(caplog: pytest.LogCaptureF
     assert failure.getMessage().startswith("POST /api/generate (model gen) failed: OllamaConnectionError: ")
 
 
+async def test_timeout_is_a_warning(sim: Simulator, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ollama_async")
+    async with oa.AsyncClient(sim.url, timeout=0.05, max_retries=0) as client:
+        sim.inject(Fault.slow_first_byte(0.5))
+        with pytest.raises(oa.OllamaTimeoutError):
+            await client.generate(GEN, "x")
+    (failure,) = records(caplog, "ollama_async.transport", logging.WARNING)
+    assert failure.getMessage().startswith(
+        "POST /api/generate (model gen) failed: OllamaTimeoutError: read timeout after "
+    )
+
+
 async def test_http_error_is_info_with_the_server_text(sim: Simulator, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="ollama_async")
     async with oa.AsyncClient(sim.url) as client:
