@@ -220,3 +220,15 @@ async def test_with_options_shares_hooks_and_stats(sim: Simulator) -> None:
         view = client.with_options(max_retries=0)
         await view.generate(GEN, "x")
         assert len(seen) == 1 and client.stats()[GEN].requests == 1
+
+
+async def test_batch_requests_reach_hooks_and_stats(sim: Simulator) -> None:
+    seen: list[oa.RequestMetrics] = []
+    async with oa.AsyncClient(sim.url, on_request=seen.append) as client:
+        results = await client.batch.generate(GEN, [f"q{i}" for i in range(10)])
+        vectors = await client.batch.embed(EMB, [f"t{i}" for i in range(10)], batch_size=4)
+        stats = client.stats()
+    assert len(results) == 10 and len(vectors) == 10
+    assert sum(1 for m in seen if m.operation == "generate") == 10 == stats[GEN].requests
+    assert sum(1 for m in seen if m.operation == "embed") == 3 == stats[EMB].requests
+    assert stats[EMB].input_tokens == 10 and all(m.ok for m in seen)
