@@ -145,9 +145,13 @@ class RequestMetrics:
     def _read_reply(self, reply: object) -> None:
         """Copy the server's timings and token counts out of a decoded reply (or final part)."""
         fields = getattr(reply, "__dict__", None)  # a pydantic model's field values
-        if not fields:
+        if fields:
+            get = fields.get
+        elif hasattr(reply, "total_duration"):  # an object with slots (the batch engine's embed reply)
+            def get(key: str) -> Any:
+                return getattr(reply, key, None)
+        else:
             return
-        get = fields.get
         total = get("total_duration")
         if not isinstance(total, int):
             return

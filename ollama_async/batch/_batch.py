@@ -94,13 +94,17 @@ class EmbedRun(BatchRun[Any]):
 
 
 class _EmbedReply:
-    """A decoded ``/api/embed`` reply: the vectors, and the timing the limiter reads."""
+    """A decoded ``/api/embed`` reply: the vectors, the timing the limiter reads, and what the
+    request's metrics read (``_observe.py``)."""
 
-    __slots__ = ("total_duration", "vectors")
+    __slots__ = ("load_duration", "model", "prompt_eval_count", "total_duration", "vectors")
 
-    def __init__(self, vectors: Any, total_duration: int | None) -> None:
+    def __init__(self, vectors: Any, total_duration: int | None, obj: dict[str, Any]) -> None:
         self.vectors = vectors
         self.total_duration = total_duration
+        self.load_duration = obj.get("load_duration")
+        self.prompt_eval_count = obj.get("prompt_eval_count")
+        self.model = obj.get("model")
 
 
 def decode_embed(body: bytes) -> _EmbedReply:
@@ -117,13 +121,13 @@ def decode_embed(body: bytes) -> _EmbedReply:
     total = obj.get("total_duration")
     total = total if isinstance(total, int) else None
     if numpy is None or not rows:
-        return _EmbedReply(rows, total)
+        return _EmbedReply(rows, total, obj)
     dim = len(rows[0])
     if any(len(row) != dim for row in rows):
         raise ValueError("embeddings of different lengths")
     # One pass over the floats into one buffer: faster than numpy.asarray on nested lists.
     flat = numpy.fromiter(itertools.chain.from_iterable(rows), dtype=numpy.float32, count=len(rows) * dim)
-    return _EmbedReply(flat.reshape(len(rows), dim), total)
+    return _EmbedReply(flat.reshape(len(rows), dim), total, obj)
 
 
 class Batch:

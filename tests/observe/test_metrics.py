@@ -231,4 +231,5 @@ async def test_batch_requests_reach_hooks_and_stats(sim: Simulator) -> None:
     assert len(results) == 10 and len(vectors) == 10
     assert sum(1 for m in seen if m.operation == "generate") == 10 == stats[GEN].requests
     assert sum(1 for m in seen if m.operation == "embed") == 3 == stats[EMB].requests
-    assert stats[EMB].input_tokens == 10 and all(m.ok for m in seen)
+    assert stats[EMB].input_tokens == 10 and stats[EMB].server_replies == 3 and all(m.ok for m in seen)
+    assert all(m.queue_time is None for m in seen if m.operation == "embed")  # no breakdown to derive it
