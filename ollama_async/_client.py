@@ -260,6 +260,7 @@ class AsyncClient:
             model=model,
             timeout=self._call_timeout if timeout is NOT_GIVEN else timeout,
             retryable=retryable,
+            options=body.get("options") if body is not None else None,
         )
 
     async def _request(self, call: Call, cls: type[T]) -> T:

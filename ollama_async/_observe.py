@@ -360,7 +360,7 @@ class Observer:
                            _t0=time.perf_counter())
         call.metrics = m
         if traced:
-            m._span = telemetry.start(m, address[1], address[2])
+            m._span = telemetry.start(m, address[1], address[2], call.options)
         if content_logged() and transport_log.isEnabledFor(_DEBUG):
             transport_log.debug("%s %s to %s, body: %s", call.method, path, m.host, clip(call.body))
         return m

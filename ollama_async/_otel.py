@@ -5,7 +5,9 @@ CLIENT per generate / chat / embed request, named ``"{gen_ai.operation.name} {ge
 (``text_completion``, ``chat`` or ``embeddings``), covering the whole logical operation with its
 retries (a stream's span ends with its final part), with ``gen_ai.provider.name = "ollama"``,
 ``gen_ai.request.model``, ``gen_ai.response.model``, ``gen_ai.usage.input_tokens`` /
-``output_tokens``, ``gen_ai.response.finish_reasons``, ``server.address`` / ``server.port`` and,
+``output_tokens``, ``gen_ai.response.finish_reasons``, ``server.address`` / ``server.port``, the
+request's sampling options (``gen_ai.request.temperature``, ``max_tokens`` from ``num_predict``,
+``top_p``, ``top_k``, ``seed``, ``stop_sequences``, ...) and,
 on failure, ``error.type`` and an ERROR status; and the histograms
 ``gen_ai.client.operation.duration`` (s), ``gen_ai.client.token.usage`` ({token}, by
 ``gen_ai.token.type``) and, for streams, ``gen_ai.client.operation.time_to_first_chunk`` (s), with
@@ -21,6 +23,7 @@ imported it already (or passed a provider).
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -33,6 +36,16 @@ __all__ = ["DURATION_BUCKETS", "GENAI_OPERATIONS", "TOKEN_BUCKETS", "Telemetry"]
 #: The client method → ``gen_ai.operation.name``. Other requests (list, pull, ...) get no span.
 GENAI_OPERATIONS = {"generate": "text_completion", "chat": "chat", "embed": "embeddings", "embeddings": "embeddings"}
 PROVIDER = "ollama"
+#: Model options → ``gen_ai.request.*`` attributes.
+REQUEST_OPTIONS = {
+    "temperature": "gen_ai.request.temperature",
+    "top_p": "gen_ai.request.top_p",
+    "top_k": "gen_ai.request.top_k",
+    "num_predict": "gen_ai.request.max_tokens",
+    "seed": "gen_ai.request.seed",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+}
 #: Advised boundaries for ``gen_ai.client.operation.duration`` (seconds).
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 #: Advised boundaries for ``gen_ai.client.token.usage``.
@@ -103,7 +116,7 @@ class Telemetry:
                 )
         return self._tracer is not None or self._duration is not None
 
-    def start(self, m: RequestMetrics, address: str, port: int | None) -> Any:
+    def start(self, m: RequestMetrics, address: str, port: int | None, options: Mapping[str, Any] | None) -> Any:
         """The span of a GenAI request (or a marker when only metrics are on); None for others."""
         op = GENAI_OPERATIONS.get(m.operation)
         if op is None:
@@ -120,6 +133,14 @@ class Telemetry:
             attributes["gen_ai.request.model"] = m.model
         if port is not None:
             attributes["server.port"] = port
+        if options:
+            for key, name in REQUEST_OPTIONS.items():
+                value = options.get(key)
+                if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+                    attributes[name] = value
+            stop = options.get("stop")
+            if isinstance(stop, (list, tuple)) and all(isinstance(x, str) for x in stop):
+                attributes["gen_ai.request.stop_sequences"] = tuple(stop)
         kind = self._api[0].SpanKind.CLIENT
         return tracer.start_span(f"{op} {m.model}" if m.model else op, kind=kind, attributes=attributes)
 

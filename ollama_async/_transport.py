@@ -89,6 +89,7 @@ class Call:
     retryable: bool = True
     headers: Mapping[str, str] | None = None
     metrics: RequestMetrics | None = None  # set when the request starts (``_observe.py``)
+    options: Mapping[str, Any] | None = None  # the body's model options, for telemetry (``_otel.py``)
 
 
 class _NoOverride:

@@ -79,6 +79,20 @@ async def test_generate_span_follows_the_genai_conventions(sim: Simulator, otel:
     assert (span.end_time - span.start_time) / 1e9 == pytest.approx(r.metrics.duration, abs=0.005)
 
 
+async def test_request_options_on_the_span(sim: Simulator, otel: Any) -> None:
+    spans, _, providers = otel
+    options = {"temperature": 0.5, "num_predict": 4, "seed": 3, "top_p": 0.9, "top_k": 20, "stop": ["\n\n"]}
+    async with oa.AsyncClient(sim.url, **providers) as client:
+        await client.chat(GEN, [{"role": "user", "content": "hi"}], options=options)
+        await client.generate(GEN, "no options")
+    with_options, without = spans.get_finished_spans()
+    a = attrs(with_options)
+    assert (a["gen_ai.request.temperature"], a["gen_ai.request.max_tokens"], a["gen_ai.request.seed"]) == (0.5, 4, 3)
+    assert (a["gen_ai.request.top_p"], a["gen_ai.request.top_k"]) == (0.9, 20)
+    assert a["gen_ai.request.stop_sequences"] == ("\n\n",)
+    assert not any(k.startswith("gen_ai.request.") and k != "gen_ai.request.model" for k in attrs(without))
+
+
 async def test_chat_stream_span_ends_with_its_final_part(sim: Simulator, otel: Any) -> None:
     spans, reader, providers = otel
     async with oa.AsyncClient(sim.url, **providers) as client:
