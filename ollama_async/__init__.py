@@ -23,6 +23,8 @@ from ._errors import (
 )
 from ._hosts import Host, HostState
 from ._limits import LimitStats
+from ._log import set_log_content
+from ._observe import ClientStats, RequestMetrics, RequestStats
 from ._streaming import Stream
 from ._tools import tool_from_callable
 from ._transport import DEFAULT_TIMEOUT, RetryPolicy
@@ -54,6 +56,7 @@ __all__ = [
     "AsyncClient",
     "ChatResponse",
     "ClientClosedError",
+    "ClientStats",
     "EmbedResponse",
     "EmbeddingsResponse",
     "EventLoopError",
@@ -75,6 +78,8 @@ __all__ = [
     "ProcessResponse",
     "ProgressResponse",
     "RequestError",
+    "RequestMetrics",
+    "RequestStats",
     "ResponseError",
     "RetryPolicy",
     "ServerBusyError",
@@ -89,5 +94,6 @@ __all__ = [
     "WebFetchResponse",
     "WebSearchResponse",
     "__version__",
+    "set_log_content",
     "tool_from_callable",
 ]

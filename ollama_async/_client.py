@@ -26,6 +26,7 @@ from ._errors import OllamaConnectionError, OllamaTimeoutError, RequestError, Re
 from ._host import ApiKeyAuth, api_key_from_env, parse_host
 from ._hosts import Host, HostInput, HostState, as_host
 from ._limits import ConcurrencyInput, Limits
+from ._observe import ClientStats, Hook, make_observer
 from ._routing import FleetLimits, Router, conversation_key
 from ._streaming import Stream, iter_parts
 from ._transport import DEFAULT_TIMEOUT, NOT_GIVEN, Call, RetryPolicy, TimeoutInput, Transport
@@ -130,6 +131,12 @@ class AsyncClient:
         max_concurrency: the most the adaptive mode may ever send at once per model (default 64).
         affinity: with several hosts, keep each chat conversation on the server that has its
             prompt cache (a key from its first messages); ``False`` turns that off.
+        on_request: a hook, or a list of hooks, called with each request's
+            :class:`RequestMetrics` when it is over (more with :meth:`add_hook`).
+        metrics: measure every request (``response.metrics``, :meth:`stats`); ``False`` saves the
+            ~3.5 µs a request costs when no hook, DEBUG log or OpenTelemetry needs them.
+        tracer_provider, meter_provider: OpenTelemetry providers for this client's spans and
+            GenAI metrics, instead of the global ones (needs the ``otel`` extra).
         httpx_kwargs: passed to ``httpx.AsyncClient`` (``verify=``, ``proxy=``, ...).
 
     ``OLLAMA_API_KEY``, when set, is sent as ``Authorization: Bearer`` to the configured host only.
@@ -147,6 +154,10 @@ class AsyncClient:
         max_concurrency: int | None = None,
         follow_redirects: bool = True,
         affinity: bool = True,
+        on_request: Hook | Sequence[Hook] | None = None,
+        metrics: bool = True,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
         **httpx_kwargs: Any,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
@@ -163,12 +174,16 @@ class AsyncClient:
                       max_concurrency: int | None) -> Transport:
             has_auth = any(k.lower() == "authorization" for k in merged)
             auth = ApiKeyAuth(api_key, base_url) if api_key and not has_auth else None
-            return Transport(
+            made = Transport(
                 base_url, http_client=http_client, timeout=timeout, retry=retry, headers=merged, auth=auth,
                 limits=Limits(concurrency, max_concurrency=max_concurrency),
                 httpx_kwargs={"follow_redirects": follow_redirects, **httpx_kwargs},
             )
+            made.observer = observer  # one observer for every host: one set of stats and hooks
+            return made
 
+        observer = make_observer(on_request, metrics, tracer_provider, meter_provider)
+        self._observer = observer
         self._transport: Transport | Router
         self._call_timeout: Any = NOT_GIVEN
         self._call_affinity: str | None = None
@@ -185,6 +200,7 @@ class AsyncClient:
             )
 
         self._transport = Router(hosts, for_host, retry)
+        self._transport.observer = observer
         self._auto_affinity = bool(affinity)
 
     # -- lifecycle and configuration -----------------------------------------------------------
@@ -267,6 +283,34 @@ class AsyncClient:
             return limits.bound(model) + 2 * limits.hosts_with(model) - 1
         await limits.for_call(call, self._transport)  # type: ignore[arg-type]
         return limits.bound(model)
+    def stats(self, *, reset: bool = False) -> ClientStats:
+        """Aggregates of the requests so far, per model, per host and both (:class:`ClientStats`).
+
+        ``client.stats()["llama3.2"].tokens_per_second``; ``reset=True`` starts counting anew
+        after taking the snapshot. Empty with ``metrics=False``.
+        """
+        observer = self._observer
+        snapshot = observer.snapshot()
+        if reset:
+            observer.reset()
+        return snapshot
+
+    def add_hook(self, hook: Hook) -> None:
+        """Call ``hook(metrics)`` after every request (success, error or a stream left early).
+
+        Hooks run on the event loop, in the task that made the request: keep them quick (hand
+        the data to a queue for anything slow). An exception in a hook is logged on
+        ``ollama_async.hooks`` and never reaches the request.
+        """
+        if not callable(hook):
+            raise RequestError(f"must be callable, not {type(hook).__name__}", field="hook")
+        self._observer.hooks.append(hook)
+
+    def remove_hook(self, hook: Hook) -> None:
+        """Stop calling ``hook``; a hook that was not added is ignored."""
+        hooks = self._observer.hooks
+        if hook in hooks:
+            hooks.remove(hook)
 
     @property
     def batch(self) -> Batch:
@@ -337,6 +381,7 @@ class AsyncClient:
             timeout=self._call_timeout if timeout is NOT_GIVEN else timeout,
             retryable=retryable,
             affinity=self._call_affinity,
+            options=body.get("options") if body is not None else None,
         )
 
     async def _request(self, call: Call, cls: type[T]) -> T:
@@ -344,7 +389,7 @@ class AsyncClient:
 
     def _stream(self, call: Call, cls: type[T], is_final: Callable[[T], bool]) -> Stream[T]:
         transport, decode = self._transport, cls.model_validate_json
-        return Stream(lambda: iter_parts(transport, call, decode, is_final))
+        return Stream(lambda: iter_parts(transport, call, decode, is_final), call)
 
     # -- generate / chat -------------------------------------------------------------------------
 

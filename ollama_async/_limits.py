@@ -315,9 +315,9 @@ class ModelLimiter:
 
     async def acquire(self) -> Lease:
         """Wait for a slot, then for the 503 gate. Cancellation while waiting gives the place up."""
-        start = time.monotonic()
-        if self._capacity is None:
+        if self._capacity is None:  # the first one imports anyio's backend: not a wait for a slot
             self._capacity = anyio.CapacityLimiter(self.stats.limit)
+        start = time.monotonic()
         capacity, stats, token = self._capacity, self.stats, object()
         full = capacity.available_tokens < 1 or stats.waiting > 0
         if full:

@@ -60,6 +60,7 @@ from ._errors import (
 )
 from ._hosts import CATALOG_TTL, Host, HostState, Member, without_retries
 from ._limits import Lease, LimitStats, ModelLimiter, model_key
+from ._observe import Observer
 from ._transport import Call, RetryPolicy, Transport
 from ._types import ListResponse, ProcessResponse
 
@@ -95,6 +96,9 @@ class Router:
         self._scopes: set[anyio.CancelScope] = set()
         self._owns_http = True
         self._closed = False
+        #: the client's observer (``_observe.py``): each attempt on a host is measured by that host's
+        #: transport; streams opened here are measured by ``iter_parts`` with this one
+        self.observer: Observer = Observer(metrics=False)
         for host in hosts:
             self.add(host)
         if not self.members:
@@ -115,6 +119,11 @@ class Router:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def _loop(self) -> object | None:
+        """The event loop the hosts' connections belong to (the first host's, as they share it)."""
+        return self._first().transport._loop
 
     def url(self, path: str) -> str:
         return self.base_url + path

@@ -33,6 +33,7 @@ import pydantic
 
 from ._errors import IncompleteStreamError, StreamError
 from ._fast import FastStream
+from ._observe import RequestMetrics, host_address
 from ._transport import Call, Transport, _short
 
 if TYPE_CHECKING:
@@ -115,11 +116,19 @@ async def iter_parts(
     """Send ``call`` and yield its decoded parts; see the module docstring for the guarantees."""
     url = transport.url(call.path)
     decode = _direct(decode)
+    observer = transport.observer
+    metrics = observer.start(transport, call, True)
     attempt = 0
     while True:
-        response, lease = await transport.open(call, stream=True)
+        try:
+            response, lease = await transport.open(call, stream=True)
+        except BaseException as exc:
+            observer.failed(call, exc)
+            raise
         if (host := response.extensions.get("ollama_async.host")) is not None:  # several hosts: the one chosen
             url = host + call.path
+            if metrics is not None:
+                metrics.host = host_address(host)
         handed = 0
         final = False
         last: object = None  # the final part: its timings feed the limiter
@@ -127,6 +136,8 @@ async def iter_parts(
         try:
             try:
                 async for batch in _line_batches(response):
+                    if metrics is not None and metrics.time_to_first_token is None:
+                        metrics.time_to_first_token = metrics._elapsed()
                     for line in batch:
                         if b'"error"' in line and (error := _in_band_error(line)) is not None:
                             raise StreamError(
@@ -139,10 +150,13 @@ async def iter_parts(
                                 f"invalid line in stream: {_short(exc)}; line starts {line[:120]!r}",
                                 chunks_received=handed, method=call.method, url=url, model=call.model,
                             ) from exc
+                        handed += 1
                         if is_final(part):
                             final = True
                             last = part
-                        handed += 1
+                            if metrics is not None:  # complete before the caller sees the final part
+                                metrics.parts = handed
+                                observer.finished(metrics, part)
                         yield part
             except httpx.TransportError as exc:
                 if handed == 0 and call.retryable and attempt < transport.retry.max_retries and not isinstance(
@@ -150,6 +164,8 @@ async def iter_parts(
                 ):
                     attempt += 1
                     retry_delay = transport.retry.delay(attempt)
+                    observer.retrying(call, attempt, transport.retry.max_retries, retry_delay,
+                                      f"stream broke before its first part: {type(exc).__name__}")
                 elif isinstance(exc, httpx.TimeoutException):
                     raise transport.map_transport_error(exc, call) from exc
                 else:
@@ -164,13 +180,25 @@ async def iter_parts(
                         chunks_received=handed, method=call.method, url=url, model=call.model,
                     )
                 return
+        except GeneratorExit:
+            if not final:
+                observer.stopped(call, handed)
+            raise
+        except BaseException as exc:
+            if not final:
+                observer.failed(call, exc, handed, streaming=True)
+            raise
         finally:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
             if lease is not None:
                 lease.release(reply=last)
         if retry_delay is not None:
-            await anyio.sleep(retry_delay)
+            try:
+                await anyio.sleep(retry_delay)
+            except BaseException as exc:
+                observer.failed(call, exc)
+                raise
 
 
 class Stream(Generic[T], AsyncIterator[T]):
@@ -180,8 +208,9 @@ class Stream(Generic[T], AsyncIterator[T]):
     closable with :meth:`aclose`.
     """
 
-    def __init__(self, factory: Callable[[], AsyncGenerator[T, None]]) -> None:
+    def __init__(self, factory: Callable[[], AsyncGenerator[T, None]], call: Call | None = None) -> None:
         self._factory = factory
+        self._call = call
         self._gen: AsyncGenerator[T, None] | None = None  # strong: only when driven by __anext__
         self._weak: weakref.ref[AsyncGenerator[T, None]] | None = None
         self._used = False
@@ -203,6 +232,12 @@ class Stream(Generic[T], AsyncIterator[T]):
             self._used = True
             self._gen = self._factory()
         return await self._gen.__anext__()
+
+    @property
+    def metrics(self) -> RequestMetrics | None:
+        """The request's :class:`~ollama_async.RequestMetrics`: complete once the stream is over
+        (its final part read, the caller stopped, or an error); None before it started."""
+        return self._call.metrics if self._call is not None else None
 
     async def aclose(self) -> None:
         """Stop reading and release the connection now. Safe to call more than once."""

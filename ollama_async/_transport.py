@@ -35,6 +35,7 @@ from ._errors import (
 from ._fast import FastSender, eligible
 from ._host import ApiKeyAuth
 from ._limits import Lease, Limits
+from ._observe import Observer, RequestMetrics
 
 __all__ = ["DEFAULT_TIMEOUT", "Call", "RetryPolicy", "Transport"]
 
@@ -88,6 +89,8 @@ class Call:
     retryable: bool = True
     headers: Mapping[str, str] | None = None
     affinity: str | None = None  # multi-host: keep requests of one key on one host (``_routing.py``)
+    metrics: RequestMetrics | None = None  # set when the request starts (``_observe.py``)
+    options: Mapping[str, Any] | None = None  # the body's model options, for telemetry (``_otel.py``)
 
 
 class _NoOverride:
@@ -128,6 +131,9 @@ _RETRYABLE_TRANSPORT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemotePr
 
 class Transport:
     """The connection pool and everything between building a request and holding its reply."""
+
+    #: logs, metrics, hooks and telemetry of the client; this default measures nothing
+    observer: Observer = Observer(metrics=False)
 
     def __init__(
         self,
@@ -239,10 +245,13 @@ class Transport:
         """
         self._check_usable()
         policy = self.retry
+        metrics = call.metrics
         limiter = await self.limits.for_call(call, self)
         attempt = 0
         while True:
             lease = await limiter.acquire() if limiter is not None else None
+            if metrics is not None and lease is not None:
+                metrics.slot_wait += lease.waited
             try:
                 response = await self._send(call, stream)
             except httpx.TransportError as exc:
@@ -250,7 +259,9 @@ class Transport:
                     lease.release()
                 if call.retryable and attempt < policy.max_retries and isinstance(exc, _RETRYABLE_TRANSPORT):
                     attempt += 1
-                    await anyio.sleep(policy.delay(attempt))
+                    delay = policy.delay(attempt)
+                    self.observer.retrying(call, attempt, policy.max_retries, delay, type(exc).__name__)
+                    await anyio.sleep(delay)
                     continue
                 raise self.map_transport_error(exc, call) from exc
             except BaseException:
@@ -259,6 +270,8 @@ class Transport:
                 raise
             status = response.status_code
             if status < 400:
+                if metrics is not None:
+                    metrics.status, metrics.time_to_first_byte = status, metrics._elapsed()
                 return response, lease
             try:
                 if stream:
@@ -275,6 +288,8 @@ class Transport:
             if call.retryable and attempt < policy.max_retries and status in policy.retry_statuses:
                 attempt += 1
                 delay = policy.delay(attempt, _retry_after(response))
+                gate = status == 503 and limiter is not None
+                self.observer.retrying(call, attempt, policy.max_retries, delay, f"HTTP {status}", gate)
                 if status == 503 and limiter is not None:
                     limiter.busy(delay)
                 await anyio.sleep(delay)
@@ -283,23 +298,31 @@ class Transport:
 
     async def request(self, call: Call, decode: Callable[[bytes], T]) -> T:
         """A whole (non-streamed) request: send with retries, then decode the body in one pass."""
-        response, lease = await self.open(call, stream=False)
-        reply: object = None
+        observer = self.observer
+        metrics = observer.start(self, call, False)
         try:
-            result = decode(response.content)
-            reply = result  # its total_duration and queue_duration feed the adaptive limiter
-            return result
-        except (pydantic.ValidationError, ValueError) as exc:
-            raise ResponseError(
-                f"invalid response body: {_short(exc)}; body starts {response.content[:200]!r}",
-                response.status_code,
-                method=call.method,
-                url=self.url(call.path),
-                model=call.model,
-            ) from exc
-        finally:
-            if lease is not None:
-                lease.release(reply=reply)
+            response, lease = await self.open(call, stream=False)
+            reply: object = None
+            try:
+                result = decode(response.content)
+                reply = result  # its total_duration and queue_duration feed the adaptive limiter
+            except (pydantic.ValidationError, ValueError) as exc:
+                raise ResponseError(
+                    f"invalid response body: {_short(exc)}; body starts {response.content[:200]!r}",
+                    response.status_code,
+                    method=call.method,
+                    url=self.url(call.path),
+                    model=call.model,
+                ) from exc
+            finally:
+                if lease is not None:
+                    lease.release(reply=reply)
+        except BaseException as exc:
+            observer.failed(call, exc)
+            raise
+        if metrics is not None:
+            observer.finished(metrics, result)
+        return result
 
     # -- error mapping ------------------------------------------------------------------------
 

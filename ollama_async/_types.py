@@ -22,6 +22,7 @@ from ._images import Image
 
 if TYPE_CHECKING:
     from ._format import FormatInput
+    from ._observe import RequestMetrics
 
 __all__ = [
     "ChatResponse",
@@ -77,6 +78,16 @@ class SubscriptableBaseModel(BaseModel):
 
     def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key) if hasattr(self, key) else default
+
+    @property
+    def metrics(self) -> RequestMetrics | None:
+        """What the request that produced this reply cost (:class:`~ollama_async.RequestMetrics`).
+
+        Not a field: ``model_dump()``, ``resp["key"]`` and ``"key" in resp`` do not see it. None
+        for a reply built by hand, a stream part other than the final one, or ``metrics=False``.
+        """
+        private = self.__pydantic_private__
+        return private.get("metrics") if private else None
 
 
 class Options(SubscriptableBaseModel):

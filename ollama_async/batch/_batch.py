@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _payloads as P
 from .._errors import RequestError, ResponseError, ServerBusyError
+from .._log import batch_log
 from .._transport import Transport
 from .._types import ChatResponse, GenerateResponse
 from ..openai._decode import b64_matrix
@@ -103,13 +104,17 @@ class EmbedRun(BatchRun[Any]):
 
 
 class _EmbedReply:
-    """A decoded ``/api/embed`` reply: the vectors, and the timing the limiter reads."""
+    """A decoded ``/api/embed`` reply: the vectors, the timing the limiter reads, and what the
+    request's metrics read (``_observe.py``)."""
 
-    __slots__ = ("total_duration", "vectors")
+    __slots__ = ("load_duration", "model", "prompt_eval_count", "total_duration", "vectors")
 
-    def __init__(self, vectors: Any, total_duration: int | None) -> None:
+    def __init__(self, vectors: Any, total_duration: int | None, obj: dict[str, Any]) -> None:
         self.vectors = vectors
         self.total_duration = total_duration
+        self.load_duration = obj.get("load_duration")
+        self.prompt_eval_count = obj.get("prompt_eval_count")
+        self.model = obj.get("model")
 
 
 def decode_embed(body: bytes) -> _EmbedReply:
@@ -126,13 +131,13 @@ def decode_embed(body: bytes) -> _EmbedReply:
     total = obj.get("total_duration")
     total = total if isinstance(total, int) else None
     if numpy is None or not rows:
-        return _EmbedReply(rows, total)
+        return _EmbedReply(rows, total, obj)
     dim = len(rows[0])
     if any(len(row) != dim for row in rows):
         raise ValueError("embeddings of different lengths")
     # One pass over the floats into one buffer: faster than numpy.asarray on nested lists.
     flat = numpy.fromiter(itertools.chain.from_iterable(rows), dtype=numpy.float32, count=len(rows) * dim)
-    return _EmbedReply(flat.reshape(len(rows), dim), total)
+    return _EmbedReply(flat.reshape(len(rows), dim), total, obj)
 
 
 def decode_v1_embed(body: bytes) -> _EmbedReply:
@@ -143,7 +148,9 @@ def decode_v1_embed(body: bytes) -> _EmbedReply:
     obj = _loads(body)
     if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
         raise ValueError("no 'data' list in the reply")
-    return _EmbedReply(b64_matrix(obj["data"]), 0)
+    usage = obj.get("usage")
+    tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    return _EmbedReply(b64_matrix(obj["data"]), 0, {"model": obj.get("model"), "prompt_eval_count": tokens})
 
 
 #: Per connection pool, the base URLs of hosts that answered 404 on /v1/embeddings.
@@ -298,6 +305,8 @@ class Batch:
                 raise
             except ResponseError as exc:
                 if len(texts) > 1 and exc.status_code in _SPLIT_STATUSES:
+                    batch_log.info("embed %s: a request of %d texts got HTTP %d; splitting it in two", model,
+                                   len(texts), exc.status_code)
                     mid = len(texts) // 2
                     await embed_group(texts[:mid], positions[:mid], out)
                     await embed_group(texts[mid:], positions[mid:], out)
@@ -358,7 +367,10 @@ class Batch:
                         raise
                     requeues += 1
                     policy = client._transport.retry
-                    client.limits.for_model(model).busy(policy.delay(policy.max_retries + requeues))
+                    delay = policy.delay(policy.max_retries + requeues)
+                    batch_log.info("%s still busy (503) after the client's retries: requeued (%d of %d) behind "
+                                   "its gate, %.2fs", model, requeues, BUSY_REQUEUES, delay)
+                    client.limits.for_model(model).busy(delay)
 
         return retry
 

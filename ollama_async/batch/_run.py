@@ -36,6 +36,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectSendStream
 
 from .._errors import ClientClosedError, EventLoopError, OllamaError
+from .._log import batch_log
 
 __all__ = ["BatchError", "BatchItem", "BatchRun", "Progress"]
 
@@ -149,6 +150,7 @@ class BatchRun(Generic[R]):
         self._return_exceptions = return_exceptions
         self._callback = progress if callable(progress) else None
         self._bar = None
+        self._label = label
         if progress is True:
             from ._progress import RichBar
 
@@ -170,6 +172,7 @@ class BatchRun(Generic[R]):
         send, receive = anyio.create_memory_object_stream[_Unit](0)
         progress = self.progress
         progress.started = time.monotonic()
+        batch_log.info("%s: started with %d workers", self._label, workers)
         if self._bar is not None:
             self._bar.start(progress)
         try:
@@ -182,6 +185,8 @@ class BatchRun(Generic[R]):
             raise _single(exc) from None
         finally:
             progress.finished = time.monotonic()
+            batch_log.info("%s: %d items done, %d failed, in %.2fs", self._label, progress.done, progress.failed,
+                           progress.finished - progress.started)
             if self._bar is not None:
                 self._bar.stop(progress)
 
