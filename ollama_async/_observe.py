@@ -49,6 +49,11 @@ _OPERATIONS = {
     "/api/chat": "chat",
     "/api/embed": "embed",
     "/api/embeddings": "embeddings",
+    # the /v1 layer (``client.openai``, and the batch engine's bulk embeds) as the native operation
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "generate",
+    "/v1/embeddings": "embed",
+    "/v1/responses": "chat",
     "/api/tags": "list",
     "/api/ps": "ps",
     "/api/show": "show",

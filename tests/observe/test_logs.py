@@ -145,7 +145,7 @@ async def test_batch_events(sim: Simulator, caplog: pytest.LogCaptureFixture) ->
     async with oa.AsyncClient(sim.url, max_retries=0) as client:
         sim.inject(Fault.busy(1, retry_after=0.01), model=GEN)
         results = await client.batch.generate(GEN, ["a", "b"], concurrency=1)
-        sim.inject(Fault.status(413, "too large"), path="/api/embed")
+        sim.inject(Fault.status(413, "too large"), path="/v1/embeddings")  # the batch embeds over /v1
         vectors = await client.batch.embed(EMB, ["a", "b", "c", "d"], batch_size=4)
     assert len(results) == 2 and len(vectors) == 4
     messages = [r.getMessage() for r in records(caplog, "ollama_async.batch", logging.INFO)]
