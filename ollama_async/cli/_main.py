@@ -26,6 +26,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .._errors import RequestError
+from . import _args
 from ._inputs import DEFAULT_FIELD, InputSpec, guess_format
 from ._jobs import EXIT_INTERNAL, EXIT_USAGE, Fatal, JobConfig, run_job
 
@@ -68,15 +70,6 @@ def _positive(text: str) -> int:
     return value
 
 
-def _keep_alive(text: str) -> float | str:
-    """A number is seconds (the server rejects a bare "300" string); else a duration like 5m."""
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return int(number) if number.is_integer() else number
-
-
 def _think(text: str) -> bool | str:
     value: bool | str | None = _THINK.get(text.lower())
     if value is None:
@@ -117,7 +110,7 @@ def parse_format(text: str | None) -> Any:
     if text == "json":
         return "json"
     if text.lstrip().startswith("{"):
-        source, data = "--format", text
+        source, data = "the inline schema", text
     else:
         try:
             with open(text, encoding="utf-8") as f:
@@ -146,7 +139,8 @@ def _job_parser(sub: Any, name: str, help_: str, description: str) -> argparse.A
     p.add_argument("input", metavar="INPUT", help="a .txt file (one item per line), a .jsonl file, or - for stdin")
     p.add_argument("-m", "--model", required=True, help="the model to run")
     p.add_argument("-o", "--out", required=True, metavar="OUT", help="the output file")
-    p.add_argument("--host", default=None, help="Ollama server (default: OLLAMA_HOST, else 127.0.0.1:11434)")
+    p.add_argument("--host", type=_args.host, default=None,
+                   help="Ollama server (default: OLLAMA_HOST, else 127.0.0.1:11434)")
     p.add_argument("--field", default=None,
                    help=f"JSONL field holding the item (default: {DEFAULT_FIELD[name]!r})")
     p.add_argument("--id-field", default=None, help="JSONL field holding the item's id (default: the line number)")
@@ -154,7 +148,7 @@ def _job_parser(sub: Any, name: str, help_: str, description: str) -> argparse.A
                    help="default: by suffix (.jsonl/.ndjson/.json, .txt), else by the first line")
     p.add_argument("--concurrency", type=_concurrency, default=None, metavar="N|auto",
                    help="requests in flight (default: the batch engine's)")
-    p.add_argument("--keep-alive", type=_keep_alive, default=None, metavar="DURATION",
+    p.add_argument("--keep-alive", type=_args.keep_alive, default=None, metavar="DURATION",
                    help="how long the server keeps the model loaded (seconds, or 5m, 1h, -1)")
     p.add_argument("--options", action="append", default=None, metavar="JSON|KEY=VALUE",
                    help="model options, e.g. '{\"temperature\": 0}' or num_ctx=4096 (repeatable)")
@@ -224,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _job_config(args: argparse.Namespace) -> JobConfig:
     kind: str = args.kind
     options = parse_options(args.options)
+    for warning in _args.unknown_options(options):
+        print(f"ollama-async: warning: {warning}", file=sys.stderr, flush=True)
     field = args.field or DEFAULT_FIELD[kind]
     fmt = guess_format(args.input, None if args.input_format == "auto" else args.input_format,
                        args.field, args.id_field)
@@ -275,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list and args_list[0] in ("serve-sim", "simulator"):
         from ..testing import main as simulator_main
 
-        return simulator_main(args_list[1:])
+        return simulator_main(args_list[1:], prog=f"ollama-async {args_list[0]}")
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)
@@ -287,6 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Fatal, UsageError) as exc:
         _error(exc.message if isinstance(exc, Fatal) else str(exc))
         return exc.code if isinstance(exc, Fatal) else EXIT_USAGE
+    except RequestError as exc:  # a setting the client refuses, e.g. OLLAMA_HOST='not a url'
+        _error(str(exc))
+        return EXIT_USAGE
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
