@@ -22,6 +22,7 @@ import anyio
 
 from .. import AsyncClient
 from .._errors import OllamaConnectionError, OllamaTimeoutError
+from . import _args
 from ._jobs import EXIT_FAILED_ITEMS, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Fatal, check_server
 from ._progress import JobProgress
 
@@ -37,7 +38,7 @@ SIM_SLOTS = 4
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``demo`` subcommand's flags."""
-    p.add_argument("--host", default=None,
+    p.add_argument("--host", type=_args.host, default=None,
                    help="run against this server (default: OLLAMA_HOST; without either, the built-in simulator)")
     p.add_argument("-m", "--model", default="llama3.2", help="generate model (default llama3.2)")
     p.add_argument("--embed-model", default="nomic-embed-text", help="embed model (default nomic-embed-text)")
@@ -91,8 +92,12 @@ def _limiter_line(client: AsyncClient, model: str) -> str:
     stats = client.limits.stats().get(model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest")
     if stats is None:
         return "in flight: ?"
-    return (f"client limiter: {stats.mode}, limit {stats.limit}, peak {stats.max_in_flight} in flight, "
+    line = (f"client limiter: {stats.mode}, limit {stats.limit}, peak {stats.max_in_flight} in flight, "
             f"mean wait for a slot {stats.wait_mean * 1000:.1f} ms")
+    if stats.mode == "adaptive" and stats.max_in_flight > stats.limit:
+        line += (f"\n   (adaptive mode doubled its bound while probing, up to {stats.max_in_flight} in flight, saw the"
+                 f" extra requests queue inside the server and settled on {stats.limit})")
+    return line
 
 
 async def _stream(client: AsyncClient, args: argparse.Namespace) -> None:
