@@ -306,7 +306,7 @@ def run_bench(args: argparse.Namespace) -> int:
         try:
             _plot(results, saturation, args.plot, f"ollama-async bench: {args.model}")
         except ImportError:
-            print("no plot: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
+            print("no plot: matplotlib is not installed (pip install 'ollama-async[plot]')", file=sys.stderr)
         except OSError as exc:
             raise Fatal(EXIT_USAGE, f"cannot write {args.plot}: {exc.strerror or exc}") from None
         else:
