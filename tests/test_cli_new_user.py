@@ -58,10 +58,10 @@ def test_good_keep_alive_values_run(sim: Simulator, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--port", "99999"], "argument --port: must be between 0 and 65535"),
-    (["--port", "-5"], "argument --port: must be between 0 and 65535"),
-    (["--max-queue", "-1"], "argument --max-queue: must be >= 0"),
-    (["--fault-rate", "2"], "argument --fault-rate: must be between 0 and 1"),
+    (["--port", "99999"], "argument --port: must be a port between 0 and 65535"),
+    (["--port", "-5"], "argument --port: must be a port between 0 and 65535"),
+    (["--max-queue", "-1"], "argument --max-queue: must be an integer >= 0"),
+    (["--fault-rate", "2"], "argument --fault-rate: must be a probability between 0 and 1"),
     (["--model", "m:slots=abc"], "ollama-async: error: --model: model option slots='abc': expected an integer"),
 ])
 def test_serve_sim_errors_look_like_the_cli(args: list[str], message: str) -> None:

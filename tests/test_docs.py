@@ -21,7 +21,7 @@ import pytest
 from ollama_async.testing import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```", re.M | re.S)
 
 

@@ -14,7 +14,8 @@ import dataclasses
 import math
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from ._faults import RANDOM_KINDS
 from ._handlers import App
@@ -23,47 +24,29 @@ from ._registry import SIMULATED_VERSION
 from ._server import DEFAULT_RANDOM_KINDS, serve
 
 READY_PREFIX = "ollama-async simulator listening on"
+T = TypeVar("T")
 DEFAULT_PROG = "python -m ollama_async.testing"
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a port number, not {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 65535 (0 picks a free port), not {value}")
-    return value
+def _checked(convert: Callable[[str], T], ok: Callable[[T], bool], expected: str) -> Callable[[str], T]:
+    """An argparse ``type=``: ``convert`` the text, refuse it unless ``ok``, naming what was ``expected``."""
+
+    def parse(text: str) -> T:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {expected}, not {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {expected}, not {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be finite, not {text!r}")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a probability between 0 and 1, not {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text!r}")
-    return value
+_port = _checked(int, lambda v: 0 <= v <= 65535, "a port between 0 and 65535 (0 picks a free port)")
+_non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
+_seconds = _checked(float, math.isfinite, "a finite number of seconds")
+_rate = _checked(float, lambda v: 0.0 <= v <= 1.0, "a probability between 0 and 1")
 
 
 def parse_model(text: str) -> ModelSpec:
