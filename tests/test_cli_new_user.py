@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ollama_async._limits import LimitStats
+from ollama_async.cli._demo import describe_limiter
 from ollama_async.testing import Fault, ModelSpec, Simulator
 
 from .test_cli import EMB, GEN, clean_env, cli, read_jsonl
@@ -220,3 +222,12 @@ def test_demo_explains_an_adaptive_peak_above_the_limit() -> None:
         assert f"up to {peak} in flight" in proc.stdout and f"settled on {limit}" in proc.stdout
     else:  # no probe above the limit this time: nothing to explain
         assert "settled on" not in proc.stdout
+
+
+def test_limiter_line_explains_a_peak_above_the_limit() -> None:
+    probed = describe_limiter(LimitStats(limit=4, mode="adaptive", max_in_flight=8))
+    assert "limit 4, peak 8 in flight" in probed
+    assert "up to 8 in flight" in probed and "settled on 4" in probed
+    for plain in (LimitStats(limit=4, mode="adaptive", max_in_flight=4), LimitStats(limit=1, mode="embed-only",
+                                                                                    max_in_flight=1)):
+        assert "settled" not in describe_limiter(plain)

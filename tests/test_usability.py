@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -98,3 +99,41 @@ def test_batch_jobs_example_runs_without_numpy(tmp_path: Path) -> None:
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "5000 vectors as lists" in proc.stdout
+
+
+async def _serve_once(reply: bytes) -> tuple[int, asyncio.Server]:
+    """A TCP server that answers any request with ``reply`` and closes (what a non-Ollama port does)."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server.sockets[0].getsockname()[1], server
+
+
+@pytest.mark.parametrize(("reply", "plain"), [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", True),
+    # what a TLS server answers to plaintext: not a 200, so not "plain HTTP"
+    (b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n", False),
+    (b"\x15\x03\x01\x00\x02\x02\x46", False),  # a TLS alert
+    (b"", False),  # closed at once
+])
+async def test_plain_http_probe_answers_only_for_a_200(reply: bytes, plain: bool) -> None:
+    from ollama_async.cli._tls import speaks_plain_http
+
+    port, server = await _serve_once(reply)
+    try:
+        assert await speaks_plain_http(f"https://127.0.0.1:{port}", timeout=5) is plain
+    finally:
+        server.close()
+
+
+async def test_plain_http_probe_against_a_closed_port_is_false() -> None:
+    from ollama_async.cli._tls import speaks_plain_http
+
+    port, server = await _serve_once(b"")
+    server.close()
+    await server.wait_closed()
+    assert await speaks_plain_http(f"https://127.0.0.1:{port}", timeout=5) is False
