@@ -231,3 +231,18 @@ def test_limiter_line_explains_a_peak_above_the_limit() -> None:
     for plain in (LimitStats(limit=4, mode="adaptive", max_in_flight=4), LimitStats(limit=1, mode="embed-only",
                                                                                     max_in_flight=1)):
         assert "settled" not in describe_limiter(plain)
+
+
+@pytest.mark.parametrize("command", ["embed", "generate"])
+def test_badly_typed_options_are_refused_before_any_item(sim: Simulator, tmp_path: Path, command: str) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("a\nb\n")
+    out = tmp_path / ("o.npy" if command == "embed" else "o.jsonl")
+    for option, message in (("temperature=hot", "--options.temperature: must be a finite number, not 'hot'"),
+                            ('{"stop": 5}', "--options.stop: must be a list of strings")):
+        proc = cli(command, str(src), "-m", EMB if command == "embed" else GEN, "-o", str(out), "--host", sim.url,
+                   "--options", option)
+        assert proc.returncode == 2, proc.stderr  # was: exit 70 (embed) or every item failed (generate)
+        [line] = error_lines(proc)
+        assert message in line, line
+        assert not Path(f"{out}.ckpt").exists()

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import RequestError
+from .._payloads import options_value
 from . import _args
 from ._inputs import DEFAULT_FIELD, InputSpec, guess_format
 from ._jobs import EXIT_INTERNAL, EXIT_USAGE, Fatal, JobConfig, run_job
@@ -218,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _job_config(args: argparse.Namespace) -> JobConfig:
     kind: str = args.kind
     options = parse_options(args.options)
+    try:
+        options_value(options)  # the client's own checks, now rather than on every item
+    except RequestError as exc:
+        raise UsageError(f"--{exc}") from None
     for warning in _args.unknown_options(options):
         print(f"ollama-async: warning: {warning}", file=sys.stderr, flush=True)
     field = args.field or DEFAULT_FIELD[kind]
@@ -296,5 +301,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("OLLAMA_ASYNC_DEBUG"):
             raise
-        _error(f"unexpected {type(exc).__name__}: {exc} (set OLLAMA_ASYNC_DEBUG=1 for a traceback)")
+        leaf = _only_leaf(exc)
+        if isinstance(leaf, RequestError):  # a setting refused inside a task group
+            _error(str(leaf))
+            return EXIT_USAGE
+        _error(f"unexpected {type(leaf).__name__}: {leaf} (set OLLAMA_ASYNC_DEBUG=1 for a traceback)")
         return EXIT_INTERNAL
+
+
+def _only_leaf(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) exception groups of one member each, else ``exc``."""
+    while len(getattr(exc, "exceptions", ())) == 1:
+        exc = exc.exceptions[0]  # type: ignore[attr-defined]
+    return exc
