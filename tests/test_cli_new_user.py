@@ -22,7 +22,7 @@ from ollama_async._limits import LimitStats
 from ollama_async.cli._demo import describe_limiter
 from ollama_async.testing import Fault, ModelSpec, Simulator
 
-from .test_cli import EMB, GEN, clean_env, cli, read_jsonl
+from .test_cli import EMB, GEN, clean_env, cli, read_jsonl, serve_sim
 
 
 @pytest.fixture(scope="module")
@@ -81,18 +81,11 @@ def test_serve_sim_help_has_its_own_name() -> None:
 
 
 def test_serve_sim_defaults_report_plausible_tokens_per_second() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "ollama_async.cli", "serve-sim", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().split()[-1]
+    with serve_sim() as url:
         reply = httpx.post(f"{url}/api/generate", json={"model": "llama3.2", "prompt": "x", "stream": False,
                                                          "options": {"num_predict": 4}}, timeout=30).json()
-        tokens_per_second = reply["eval_count"] / reply["eval_duration"] * 1e9
-        assert 10 < tokens_per_second < 1000, tokens_per_second  # 10 ms per token: about 100
-    finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+    tokens_per_second = reply["eval_count"] / reply["eval_duration"] * 1e9
+    assert 10 < tokens_per_second < 1000, tokens_per_second  # 10 ms per token: about 100
 
 
 def test_output_that_is_the_input_is_refused(sim: Simulator, tmp_path: Path) -> None:
