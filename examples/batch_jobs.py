@@ -1,5 +1,7 @@
 """Bulk work: a batch of generates with progress, then a bulk embed into one numpy matrix.
 
+Runs as it is: ``python examples/batch_jobs.py``. Without numpy the vectors come back as lists.
+
 Inputs are read lazily (a generator here), results come back per item: one failure never loses
 the others. The client bounds requests in flight per model like the server's slots.
 """
@@ -28,7 +30,12 @@ async def main(host: str) -> None:
 
         texts = (f"document number {i}" for i in range(5_000))
         embedded = await client.batch.embed(EMBED_MODEL, texts, batch_size=128)
-        print(f"embed: matrix {embedded.vectors.shape} {embedded.vectors.dtype}, {len(embedded.errors)} errors")
+        vectors = embedded.vectors  # a float32 numpy matrix with numpy installed, else a list of lists
+        if hasattr(vectors, "shape"):
+            print(f"embed: matrix {vectors.shape} {vectors.dtype}, {len(embedded.errors)} errors")
+        else:
+            print(f"embed: {len(vectors)} vectors as lists (pip install 'ollama-async[numpy]' for a matrix), "
+                  f"{len(embedded.errors)} errors")
 
         # as completed, with the input index: the flat-memory way for millions of items
         seen = 0

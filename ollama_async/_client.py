@@ -586,7 +586,9 @@ class AsyncClient:
         """Upload a file as a blob and return its digest (``sha256:<hex>``).
 
         The file is hashed and uploaded in 1 MiB pieces, never read whole into memory; a blob the
-        server already has is not uploaded again (checked with ``HEAD`` first).
+        server already has is not uploaded again (checked with ``HEAD`` first). A ``HEAD`` that
+        answers an error other than 404 (a proxy without ``HEAD`` support: 405, 501, ...) is not
+        an answer: the file is uploaded, and the upload's own status decides.
         """
         file = Path(path)
         if not await anyio.Path(file).is_file():
@@ -596,9 +598,8 @@ class AsyncClient:
         try:
             await self._transport.request(self._call("HEAD", blob_path, timeout=timeout), _ignore_body)
             return digest
-        except ResponseError as exc:
-            if exc.status_code != 404:
-                raise
+        except ResponseError:
+            pass  # 404: not there yet; anything else: HEAD unsupported on the way, upload anyway
 
         async def chunks() -> AsyncIterator[bytes]:
             async with await anyio.open_file(file, "rb") as f:

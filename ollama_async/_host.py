@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import urllib.parse
 from collections.abc import Generator
 
@@ -20,6 +21,7 @@ from ._errors import RequestError
 __all__ = ["ApiKeyAuth", "parse_host"]
 
 DEFAULT_PORT = 11434
+_HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?\Z")  # letters, digits, - and .
 
 
 def parse_host(host: str | None) -> str:
@@ -58,7 +60,8 @@ def parse_host(host: str | None) -> str:
     try:
         ip = ipaddress.ip_address(name)
     except ValueError:
-        pass
+        if not _HOSTNAME.match(name):
+            raise RequestError(f"invalid host {host!r}: {name!r} is not a host name or address", field="host") from None
     else:
         if ip.is_unspecified:
             name = "127.0.0.1" if ip.version == 4 else "::1"

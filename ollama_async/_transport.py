@@ -346,8 +346,9 @@ class Transport:
                 httpx.WriteTimeout: "write",
                 httpx.PoolTimeout: "pool",
             }.get(type(exc), "read")
+            configured = self.http.timeout if call.timeout is NOT_GIVEN else call.timeout
             return OllamaTimeoutError(
-                f"{phase} timeout after {_timeout_of(exc, phase)}", phase=phase, method=call.method, url=url,
+                f"{phase} timeout after {_timeout_of(exc, phase, configured)}", phase=phase, method=call.method, url=url,
                 model=call.model,
             )
         if isinstance(exc, httpx.ConnectError):
@@ -369,11 +370,15 @@ def _fast_auth_header(auth: httpx.Auth | None, base_url: str) -> bytes | Literal
     return None if value is None else b"Authorization: " + value.encode() + b"\r\n"
 
 
-def _timeout_of(exc: httpx.TimeoutException, phase: str) -> str:
+def _timeout_of(exc: httpx.TimeoutException, phase: str, configured: Any) -> str:
+    """The limit that expired: from the request httpx sent, else the call's or client's setting."""
     try:
         value = exc.request.extensions.get("timeout", {}).get(phase)
-    except RuntimeError:
-        value = None
+    except RuntimeError:  # raised by the fast path: no httpx request behind it
+        try:
+            value = getattr(httpx.Timeout(configured), phase)
+        except (TypeError, ValueError):
+            value = None
     return f"{value:g}s" if isinstance(value, (int, float)) and math.isfinite(value) else "the configured limit"
 
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -291,21 +292,26 @@ def test_demo_with_host_names_missing_model(sim: Simulator) -> None:
     assert "ollama pull qwen3:0.6b" in proc.stderr
 
 
-def test_serve_sim_passes_through(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ollama_async.cli", "serve-sim", "--port", "0", "--model", "tiny:kind=generate,tokens=3"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
-    )
+@contextmanager
+def serve_sim(*args: str) -> Iterator[str]:
+    """Run ``ollama-async serve-sim ARGS`` as a process; yield its URL; stop it with Ctrl-C (exit 0)."""
+    proc = subprocess.Popen([sys.executable, "-m", "ollama_async.cli", "serve-sim", "--port", "0", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+", line)
         assert url, line
-        reply = httpx.post(f"{url.group(0)}/api/generate", json={"model": "tiny", "prompt": "x", "stream": False})
-        assert reply.json()["eval_count"] == 3
+        yield url.group(0)
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
+
+
+def test_serve_sim_passes_through() -> None:
+    with serve_sim("--model", "tiny:kind=generate,tokens=3") as url:
+        reply = httpx.post(f"{url}/api/generate", json={"model": "tiny", "prompt": "x", "stream": False})
+    assert reply.json()["eval_count"] == 3
 
 
 # -- bad input ----------------------------------------------------------------------------------

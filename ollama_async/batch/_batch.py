@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import json
 import weakref
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _payloads as P
@@ -90,6 +90,10 @@ class EmbedResults:
 
 class EmbedRun(BatchRun[Any]):
     """A batch of embeddings; ``await`` gives :class:`EmbedResults`, iteration one item per text."""
+
+    def __await__(self) -> Generator[Any, None, EmbedResults]:  # type: ignore[override]
+        # The one run whose awaited value is not a list of results (a matrix and the failures).
+        return self._collect().__await__()
 
     def _results(self, items: list[BatchItem[Any]]) -> EmbedResults:
         errors = {item.index: item.error for item in items if item.error is not None}

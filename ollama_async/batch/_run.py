@@ -230,7 +230,8 @@ class BatchRun(Generic[R]):
 
     # -- await: everything, in input order ------------------------------------------------------
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, list[R | BaseException]]:
+        """Every result in input order, an exception in place of each failed item."""
         return self._collect().__await__()
 
     async def _collect(self) -> Any:

@@ -32,6 +32,7 @@ from .._errors import OllamaConnectionError, OllamaError, OllamaTimeoutError, Re
 from .._types import GenerateResponse
 from ._hosts import add_host_option, host_lines, hosts_of
 from ._jobs import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Fatal, check_server
+from ._outputs import OutputError, check_writable
 
 __all__ = ["Level", "add_arguments", "find_saturation", "run_bench"]
 
@@ -51,17 +52,17 @@ class Level:
     queue_waits: list[float] = field(default_factory=list, repr=False)
 
     @property
-    def req_per_s(self) -> float:
+    def requests_per_second(self) -> float:
         return (self.requests - self.errors) / self.wall if self.wall > 0 else 0.0
 
     @property
-    def tokens_per_s(self) -> float:
+    def tokens_per_second(self) -> float:
         return self.tokens / self.wall if self.wall > 0 else 0.0
 
     @property
     def throughput(self) -> float:
         """Tokens/s when the server reports eval counts, else requests/s."""
-        return self.tokens_per_s if self.tokens else self.req_per_s
+        return self.tokens_per_second if self.tokens else self.requests_per_second
 
     def percentile(self, q: float) -> float:
         if not self.latencies:
@@ -76,8 +77,8 @@ class Level:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         del data["latencies"], data["queue_waits"]
-        data.update(req_per_s=self.req_per_s, tokens_per_s=self.tokens_per_s, p50=self.percentile(0.5),
-                    p95=self.percentile(0.95), queue_mean=self.queue_mean)
+        data.update(requests_per_second=self.requests_per_second, tokens_per_second=self.tokens_per_second,
+                    p50=self.percentile(0.5), p95=self.percentile(0.95), queue_mean=self.queue_mean)
         return data
 
 
@@ -198,32 +199,31 @@ def _stalled(levels: list[Level], threshold: float) -> bool:
     return b.throughput < a.throughput * (1 + threshold) and c.throughput < b.throughput * (1 + threshold)
 
 
-async def _bench(args: argparse.Namespace, levels: list[int]) -> list[Level]:
+async def _bench(args: argparse.Namespace, levels: list[int], results: list[Level]) -> None:
+    """Measure each level into ``results`` (kept by the caller, so Ctrl-C loses none of them)."""
     # The client-side bound must not cap the levels (OLLAMA_NUM_PARALLEL may be set here).
     async with AsyncClient(hosts_of(args.host), concurrency=max(levels)) as client:
         await check_server(client, args.model, "completion")
         print(f"benchmarking {args.model} at {client.base_url}: levels {', '.join(map(str, levels))}",
               file=sys.stderr, flush=True)
         await client.generate(args.model, args.prompt, options={"num_predict": 1})  # load the model first
-        results: list[Level] = []
         for c in levels:
             level = await _measure(client, args, c)
             results.append(level)
-            print(f"  concurrency {c:>3}: {level.req_per_s:8.2f} req/s, {level.tokens_per_s:9.1f} tok/s, "
+            print(f"  concurrency {c:>3}: {level.requests_per_second:8.2f} req/s, {level.tokens_per_second:9.1f} tok/s, "
                   f"p50 {level.percentile(0.5) * 1000:8.1f} ms, server wait {level.queue_mean * 1000:8.1f} ms",
                   file=sys.stderr, flush=True)
             if not args.all_levels and _stalled(results, args.threshold):
                 break
         for line in host_lines(client):  # several hosts: how the work was shared
             print(line, file=sys.stderr, flush=True)
-        return results
 
 
 def _print_table(levels: list[Level], saturation: int | None) -> None:
     headers = ("concurrency", "requests", "errors", "req/s", "tokens/s", "p50 ms", "p95 ms", "server wait ms")
     rows = [
         (str(x.concurrency) + (" *" if x.concurrency == saturation else ""), str(x.requests), str(x.errors),
-         f"{x.req_per_s:.2f}", f"{x.tokens_per_s:.1f}", f"{x.percentile(0.5) * 1000:.1f}",
+         f"{x.requests_per_second:.2f}", f"{x.tokens_per_second:.1f}", f"{x.percentile(0.5) * 1000:.1f}",
          f"{x.percentile(0.95) * 1000:.1f}", f"{x.queue_mean * 1000:.1f}")
         for x in levels
     ]
@@ -271,7 +271,20 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.num_predict < 1:
         raise Fatal(EXIT_USAGE, "--num-predict must be >= 1")
     levels = _levels(args)
-    results = anyio.run(_bench, args, levels)
+    for path in (args.json_out, args.plot):
+        if path:
+            try:
+                check_writable(path)
+            except OutputError as exc:
+                raise Fatal(EXIT_USAGE, str(exc)) from None
+    results: list[Level] = []
+    try:
+        anyio.run(_bench, args, levels, results)
+    except KeyboardInterrupt:
+        if results:
+            print(f"interrupted: the {len(results)} levels measured so far", file=sys.stderr, flush=True)
+            _print_table(results, None)
+        raise
     saturation = find_saturation(results, args.threshold)
     _print_table(results, saturation)
     if saturation is None:
@@ -294,7 +307,7 @@ def run_bench(args: argparse.Namespace) -> int:
         try:
             _plot(results, saturation, args.plot, f"ollama-async bench: {args.model}")
         except ImportError:
-            print("no plot: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
+            print("no plot: matplotlib is not installed (pip install 'ollama-async[plot]')", file=sys.stderr)
         except OSError as exc:
             raise Fatal(EXIT_USAGE, f"cannot write {args.plot}: {exc.strerror or exc}") from None
         else:

@@ -22,11 +22,12 @@ import anyio
 
 from .. import AsyncClient
 from .._errors import OllamaConnectionError, OllamaTimeoutError
+from .._limits import LimitStats
 from ._hosts import add_host_option, hosts_of
 from ._jobs import EXIT_FAILED_ITEMS, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Fatal, check_server
 from ._progress import JobProgress
 
-__all__ = ["add_arguments", "run_demo"]
+__all__ = ["add_arguments", "describe_limiter", "run_demo"]
 
 TOPICS = (
     "the sea", "a lighthouse", "bread", "volcanoes", "the moon", "bees", "glaciers", "jazz", "maps",
@@ -89,10 +90,17 @@ async def _batch_generate(client: AsyncClient, args: argparse.Namespace) -> int:
 def _limiter_line(client: AsyncClient, model: str) -> str:
     """How the client's per-model limiter bounded the requests in flight."""
     stats = client.limits.stats().get(model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest")
-    if stats is None:
-        return "in flight: ?"
-    return (f"client limiter: {stats.mode}, limit {stats.limit}, peak {stats.max_in_flight} in flight, "
+    return "in flight: ?" if stats is None else describe_limiter(stats)
+
+
+def describe_limiter(stats: LimitStats) -> str:
+    """One model's limiter in words; explains an adaptive peak above the limit (it looks like a bug)."""
+    line = (f"client limiter: {stats.mode}, limit {stats.limit}, peak {stats.max_in_flight} in flight, "
             f"mean wait for a slot {stats.wait_mean * 1000:.1f} ms")
+    if stats.mode == "adaptive" and stats.max_in_flight > stats.limit:
+        line += (f"\n   (adaptive mode doubled its bound while probing, up to {stats.max_in_flight} in flight, saw the"
+                 f" extra requests queue inside the server and settled on {stats.limit})")
+    return line
 
 
 async def _stream(client: AsyncClient, args: argparse.Namespace) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from . import _args
+
 if TYPE_CHECKING:
     from .._client import AsyncClient
 
@@ -18,7 +20,7 @@ __all__ = ["add_host_option", "host_lines", "hosts_of"]
 
 def add_host_option(p: argparse.ArgumentParser, help_: str) -> None:
     """Register ``--host URL`` (repeatable)."""
-    p.add_argument("--host", action="append", default=None, metavar="URL",
+    p.add_argument("--host", action="append", type=_args.host, default=None, metavar="URL",
                    help=f"{help_}; repeat it for several servers, used as one")
 
 

@@ -37,8 +37,18 @@ from .._errors import (
 )
 from ._checkpoint import FAILED, OK, Checkpoint, CheckpointError
 from ._inputs import InputError, InputSpec, Item, iter_items, scan
-from ._outputs import OutputError, dumps, encode_embedding, errors_path, output_format, write_output
+from ._outputs import (
+    OutputError,
+    check_not_an_input,
+    check_writable,
+    dumps,
+    encode_embedding,
+    errors_path,
+    output_format,
+    write_output,
+)
 from ._progress import JobProgress
+from ._tls import plain_http_instead_of_tls
 
 __all__ = [
     "EXIT_FAILED_ITEMS",
@@ -131,7 +141,12 @@ async def check_server(client: AsyncClient, model: str | None = None, capability
     """Raise :class:`Fatal` unless the server answers and has ``model`` (with ``capability``)."""
     url = client.base_url
     try:
-        await client.with_options(max_retries=0).version(timeout=10)
+        if await plain_http_instead_of_tls(url, lambda: client.with_options(max_retries=0).version(timeout=10)):
+            raise Fatal(
+                EXIT_UNREACHABLE,
+                f"the TLS handshake with {url} failed: the server there speaks plain HTTP. "
+                f"Use --host {url.replace('https://', 'http://', 1)}",
+            )
     except (OllamaConnectionError, OllamaTimeoutError) as exc:
         raise Fatal(
             EXIT_UNREACHABLE,
@@ -201,7 +216,7 @@ def _text_record(kind: str, item: Item, resp: Any) -> tuple[dict[str, Any], int]
         record[name] = getattr(resp, name, None)
     record["queue_duration"] = getattr(resp, "queue_duration", None)
     count, duration = record["eval_count"], record["eval_duration"]
-    record["tokens_per_s"] = round(count / duration * 1e9, 3) if count and duration else None
+    record["tokens_per_second"] = round(count / duration * 1e9, 3) if count and duration else None
     return record, int(count or 0)
 
 
@@ -336,7 +351,7 @@ def _mismatch(saved: dict[str, Any], wanted: dict[str, Any]) -> str | None:
     if saved.get("version") != wanted["version"]:
         return f"it was written by another version of ollama-async (format {saved.get('version')!r})"
     if saved.get("kind") != wanted["kind"]:
-        return f"it belongs to an {saved.get('kind')!r} job, this is {wanted['kind']!r}"
+        return f"it was made by `ollama-async {saved.get('kind')}`, this is `ollama-async {wanted['kind']}`"
     if saved.get("model") != wanted["model"]:
         return f"it was made with --model {saved.get('model')!r}, not {wanted['model']!r}"
     old, new = saved.get("params") or {}, wanted["params"]
@@ -361,13 +376,10 @@ def _mismatch(saved: dict[str, Any], wanted: dict[str, Any]) -> str | None:
 def _prepare(cfg: JobConfig) -> tuple[str, int | None, dict[str, Any]]:
     """Checks that need no server: output format and directory, the input scan."""
     fmt = output_format(cfg.out, cfg.kind)
-    directory = os.path.dirname(os.path.abspath(cfg.out))
-    if not os.path.isdir(directory):
-        raise Fatal(EXIT_USAGE, f"cannot write {cfg.out}: directory {directory} does not exist")
-    if os.path.isdir(cfg.out):
-        raise Fatal(EXIT_USAGE, f"cannot write {cfg.out}: it is a directory")
-    if not os.access(directory, os.W_OK):
-        raise Fatal(EXIT_USAGE, f"cannot write {cfg.out}: directory {directory} is not writable")
+    check_writable(cfg.out)
+    check_not_an_input(cfg.out, {"the output": cfg.out, "the checkpoint": checkpoint_path(cfg.out),
+                                 "the errors file": errors_path(cfg.out), "the temporary output": f"{cfg.out}.tmp"},
+                       [cfg.input.path])
     if cfg.input.is_stdin:
         return fmt, None, {"stdin": True}
     found = scan(cfg.input)

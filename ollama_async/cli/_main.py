@@ -26,6 +26,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .._errors import RequestError
+from .._payloads import options_value
+from . import _args
 from ._hosts import add_host_option, hosts_of
 from ._inputs import DEFAULT_FIELD, InputSpec, guess_format
 from ._jobs import EXIT_INTERNAL, EXIT_USAGE, Fatal, JobConfig, run_job
@@ -69,15 +72,6 @@ def _positive(text: str) -> int:
     return value
 
 
-def _keep_alive(text: str) -> float | str:
-    """A number is seconds (the server rejects a bare "300" string); else a duration like 5m."""
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return int(number) if number.is_integer() else number
-
-
 def _think(text: str) -> bool | str:
     value: bool | str | None = _THINK.get(text.lower())
     if value is None:
@@ -118,7 +112,7 @@ def parse_format(text: str | None) -> Any:
     if text == "json":
         return "json"
     if text.lstrip().startswith("{"):
-        source, data = "--format", text
+        source, data = "the inline schema", text
     else:
         try:
             with open(text, encoding="utf-8") as f:
@@ -155,7 +149,7 @@ def _job_parser(sub: Any, name: str, help_: str, description: str) -> argparse.A
                    help="default: by suffix (.jsonl/.ndjson/.json, .txt), else by the first line")
     p.add_argument("--concurrency", type=_concurrency, default=None, metavar="N|auto",
                    help="requests in flight (default: the batch engine's)")
-    p.add_argument("--keep-alive", type=_keep_alive, default=None, metavar="DURATION",
+    p.add_argument("--keep-alive", type=_args.keep_alive, default=None, metavar="DURATION",
                    help="how long the server keeps the model loaded (seconds, or 5m, 1h, -1)")
     p.add_argument("--options", action="append", default=None, metavar="JSON|KEY=VALUE",
                    help="model options, e.g. '{\"temperature\": 0}' or num_ctx=4096 (repeatable)")
@@ -225,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _job_config(args: argparse.Namespace) -> JobConfig:
     kind: str = args.kind
     options = parse_options(args.options)
+    try:
+        options_value(options)  # the client's own checks, now rather than on every item
+    except RequestError as exc:
+        raise UsageError(f"--{exc}") from None
+    for warning in _args.unknown_options(options):
+        print(f"ollama-async: warning: {warning}", file=sys.stderr, flush=True)
     field = args.field or DEFAULT_FIELD[kind]
     fmt = guess_format(args.input, None if args.input_format == "auto" else args.input_format,
                        args.field, args.id_field)
@@ -276,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list and args_list[0] in ("serve-sim", "simulator"):
         from ..testing import main as simulator_main
 
-        return simulator_main(args_list[1:])
+        return simulator_main(args_list[1:], prog=f"ollama-async {args_list[0]}")
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)
@@ -288,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Fatal, UsageError) as exc:
         _error(exc.message if isinstance(exc, Fatal) else str(exc))
         return exc.code if isinstance(exc, Fatal) else EXIT_USAGE
+    except RequestError as exc:  # a setting the client refuses, e.g. OLLAMA_HOST='not a url'
+        _error(str(exc))
+        return EXIT_USAGE
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
@@ -298,5 +301,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("OLLAMA_ASYNC_DEBUG"):
             raise
-        _error(f"unexpected {type(exc).__name__}: {exc} (set OLLAMA_ASYNC_DEBUG=1 for a traceback)")
+        leaf = _only_leaf(exc)
+        if isinstance(leaf, RequestError):  # a setting refused inside a task group
+            _error(str(leaf))
+            return EXIT_USAGE
+        _error(f"unexpected {type(leaf).__name__}: {leaf} (set OLLAMA_ASYNC_DEBUG=1 for a traceback)")
         return EXIT_INTERNAL
+
+
+def _only_leaf(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) exception groups of one member each, else ``exc``."""
+    while len(getattr(exc, "exceptions", ())) == 1:
+        exc = exc.exceptions[0]  # type: ignore[attr-defined]
+    return exc

@@ -94,6 +94,39 @@ def errors_path(out: str) -> str:
     return f"{out}.errors.jsonl"
 
 
+def check_writable(out: str) -> None:
+    """Raise :class:`OutputError` unless ``out`` can be created: checked before any work is done.
+
+    Says which part is wrong: a parent that does not exist, a parent that is a file
+    (``prompts.txt/x.npy``), an output that is a directory, a directory without write access.
+    """
+    directory = os.path.dirname(os.path.abspath(out))
+    parent = directory
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise OutputError(f"cannot write {out}: {parent} is a file, not a directory")
+    if parent != directory:
+        raise OutputError(f"cannot write {out}: directory {directory} does not exist")
+    if os.path.isdir(out):
+        raise OutputError(f"cannot write {out}: it is a directory")
+    if not os.access(directory, os.W_OK):
+        raise OutputError(f"cannot write {out}: directory {directory} is not writable")
+
+
+def check_not_an_input(out: str, files: dict[str, str], inputs: list[str]) -> None:
+    """Refuse an output (or its checkpoint/errors/tmp file, named in ``files``) that is one of ``inputs``.
+
+    Writing it would overwrite the data the job reads, silently: ``embed docs.jsonl --out docs.jsonl``.
+    """
+    for given in inputs:
+        if given == "-" or not os.path.exists(given):
+            continue
+        for what, path in files.items():
+            if os.path.exists(path) and os.path.samefile(path, given):
+                raise OutputError(f"refusing to write {what} {path}: it is the input {given}")
+
+
 try:
     import orjson as _orjson
 

@@ -247,10 +247,12 @@ def spec_from_options(name: str, options: dict[str, str]) -> ModelSpec:
     strs = {"kind", "family", "parameter_size", "quantization_level"}
     kwargs: dict[str, Any] = {}
     for key, raw in options.items():
-        if key in ints:
-            kwargs[key] = int(raw)
-        elif key in floats:
-            kwargs[key] = float(raw)
+        if key in ints or key in floats:
+            try:
+                kwargs[key] = int(raw) if key in ints else float(raw)
+            except ValueError:
+                kind = "an integer" if key in ints else "a number"
+                raise ValueError(f"model option {key}={raw!r}: expected {kind}") from None
         elif key in strs:
             kwargs[key] = raw
         elif key == "capabilities":
