@@ -17,6 +17,7 @@ from ._errors import (
     OllamaTimeoutError,
     RequestError,
     ResponseError,
+    ResponseTooLargeError,
     ServerBusyError,
     StreamError,
     StructuredOutputError,
@@ -47,6 +48,7 @@ from ._types import (
     WebSearchResponse,
 )
 from ._version import __version__
+from ._wire import WireLimits
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -73,6 +75,7 @@ __all__ = [
     "ProgressResponse",
     "RequestError",
     "ResponseError",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "ServerBusyError",
     "ShowResponse",
@@ -85,6 +88,7 @@ __all__ = [
     "VersionResponse",
     "WebFetchResponse",
     "WebSearchResponse",
+    "WireLimits",
     "__version__",
     "tool_from_callable",
 ]

@@ -46,6 +46,7 @@ from ._types import (
     WebSearchResponse,
 )
 from ._version import __version__
+from ._wire import DEFAULT_WIRE_LIMITS, WireLimits
 
 if TYPE_CHECKING:
     from .batch import Batch
@@ -111,6 +112,8 @@ class AsyncClient:
             ``OLLAMA_NUM_PARALLEL`` from the environment, else adaptive. Embedding-only models get
             1 (the server gives them one slot) unless named in the mapping.
         max_concurrency: the most the adaptive mode may ever send at once per model (default 64).
+        wire_limits: the largest response head, NDJSON line and body accepted, and the deadline
+            for a whole response head (:class:`~ollama_async.WireLimits`; generous defaults).
         httpx_kwargs: passed to ``httpx.AsyncClient`` (``verify=``, ``proxy=``, ...).
 
     ``OLLAMA_API_KEY``, when set, is sent as ``Authorization: Bearer`` to the configured host only.
@@ -127,6 +130,7 @@ class AsyncClient:
         concurrency: ConcurrencyInput = None,
         max_concurrency: int | None = None,
         follow_redirects: bool = True,
+        wire_limits: WireLimits | None = None,
         **httpx_kwargs: Any,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
@@ -150,6 +154,7 @@ class AsyncClient:
             auth=auth,
             limits=Limits(concurrency, max_concurrency=max_concurrency),
             httpx_kwargs={"follow_redirects": follow_redirects, **httpx_kwargs},
+            wire=wire_limits if wire_limits is not None else DEFAULT_WIRE_LIMITS,
         )
         self._call_timeout: Any = NOT_GIVEN
 
