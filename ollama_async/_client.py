@@ -46,7 +46,7 @@ from ._types import (
     WebSearchResponse,
 )
 from ._version import __version__
-from ._wire import DEFAULT_WIRE_LIMITS, WireLimits
+from ._wire import DEFAULT_WIRE_LIMITS, WireLimits, check_headers
 
 if TYPE_CHECKING:
     from .batch import Batch
@@ -496,6 +496,7 @@ class AsyncClient:
         key = api_key_from_env()
         if not key:
             raise RequestError("the ollama.com web tools need OLLAMA_API_KEY", field="OLLAMA_API_KEY")
+        check_headers({"Authorization": f"Bearer {key}"})
         transport = self._transport
         transport._check_usable()
         try:

@@ -46,7 +46,7 @@ import httpcore
 import httptools
 import httpx
 
-from ._wire import DEFAULT_WIRE_LIMITS, LimitExceeded, WireLimits, check_header_pairs
+from ._wire import DEFAULT_WIRE_LIMITS, LimitExceeded, WireLimits
 
 __all__ = ["FastSender", "FastStream", "eligible", "read_capped"]
 
@@ -123,6 +123,7 @@ class _Exchange:
         "extra",
         "gap",
         "head_only",
+        "head_size",
         "head_timer",
         "headers",
         "informational",
@@ -162,6 +163,7 @@ class _Exchange:
         self.body: collections.deque[bytes] = collections.deque()
         self.queued = 0
         self.size = 0
+        self.head_size = 0
         self.gap = 0  # bytes received in a row without a body byte (head, chunk lines, trailers)
         self.progress = False
         self.done = False
@@ -193,6 +195,10 @@ class _Exchange:
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.limits.max_head:
+            what = "trailers" if self.status else "response head"
+            raise LimitExceeded(f"{what} exceed max_head ({self.limits.max_head} bytes)", limit="max_head")
         if self.status:  # a trailer: read (and bounded by max_head) but not kept
             return
         self.headers.append((name, value))
@@ -768,8 +774,7 @@ class FastSender:
 
     def _headers(self, http: httpx.AsyncClient) -> bytes:
         raw = http.headers.raw
-        if raw != self._header_src:
-            check_header_pairs(raw)  # the client's headers were changed after it was made
+        if raw != self._header_src:  # the transport has checked them (Transport.check_client_headers)
             self._header_src = raw
             self._header_block = b"".join(k + b": " + v + b"\r\n" for k, v in raw)
         return self._header_block

@@ -38,7 +38,14 @@ from ._errors import (
 from ._fast import FastSender, eligible, read_capped
 from ._host import ApiKeyAuth
 from ._limits import Lease, Limits
-from ._wire import DEFAULT_WIRE_LIMITS, LimitExceeded, WireLimits, check_headers, check_host
+from ._wire import (
+    DEFAULT_WIRE_LIMITS,
+    LimitExceeded,
+    WireLimits,
+    check_header_pairs,
+    check_headers,
+    check_host,
+)
 
 __all__ = ["DEFAULT_TIMEOUT", "Call", "RetryPolicy", "Transport"]
 
@@ -191,6 +198,7 @@ class Transport:
         else:
             self._headers = dict(headers)  # a caller's client: send ours per request
         self.http = http_client
+        self._checked_headers: list[tuple[bytes, bytes]] = []
         self._http_transport = http_client._transport
         self._loop: object | None = None
         self._closed = False
@@ -275,6 +283,10 @@ class Transport:
         self._check_usable()
         if call.headers:
             check_headers(call.headers)
+        raw = self.http.headers.raw
+        if raw != self._checked_headers:  # the http_client's headers changed since the last check
+            check_header_pairs(raw)
+            self._checked_headers = raw
         policy = self.retry
         limiter = await self.limits.for_call(call, self)
         attempt = 0
