@@ -53,6 +53,7 @@ __all__ = ["FastSender", "FastStream", "eligible", "read_capped"]
 #: httpx_kwargs that do not change how a request goes over the wire.
 _NEUTRAL_KWARGS = frozenset({"follow_redirects", "limits", "trust_env", "max_redirects", "default_encoding"})
 
+_STALE_TRIES = 3  # connections found closed before writing, replaced per request (a server closing every one)
 _HIGH_WATER = 1 << 20  # a stream pauses reading the socket beyond this many unread bytes
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -501,11 +502,10 @@ class _Pool:
         now = self.loop.time()
         while idle:
             conn = idle.pop()
-            if conn.stale() or (self.expiry is not None and now - conn.idle_since > self.expiry):
-                self.stale += 1
+            if self.expiry is not None and now - conn.idle_since > self.expiry:
                 conn.close()
                 continue
-            return conn
+            return conn  # checked for staleness by the caller, as connections from _wait are
         if self.max_connections is not None and self.total >= self.max_connections:
             conn_or_none = await self._wait(timeouts[2])
             if conn_or_none is not None:
@@ -830,7 +830,13 @@ class FastSender:
             pool = self._pool = _Pool(self._host, self._port, self._limits)
         read_timeout = timeouts[1]
         conn = await pool.acquire(timeouts)
-        ex = conn.start(request, body, stream, head_only, self._wire)
+        for _ in range(_STALE_TRIES):  # closed by the server before we wrote anything: take another
+            if not conn.stale():
+                break
+            pool.stale += 1
+            conn.close()
+            conn = await pool.acquire(timeouts)
+        ex = conn.start(request, body, stream, head_only, self._wire)  # raises if still closed
         try:
             while not (ex.done or (stream and ex.status)):
                 if ex.error is not None:

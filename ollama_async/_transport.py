@@ -198,7 +198,7 @@ class Transport:
         else:
             self._headers = dict(headers)  # a caller's client: send ours per request
         self.http = http_client
-        self._checked_headers: list[tuple[bytes, bytes]] = []
+        self._checked_headers: list[tuple[bytes, bytes, bytes]] = []
         self._http_transport = http_client._transport
         self._loop: object | None = None
         self._closed = False
@@ -283,10 +283,10 @@ class Transport:
         self._check_usable()
         if call.headers:
             check_headers(call.headers)
-        raw = self.http.headers.raw
-        if raw != self._checked_headers:  # the http_client's headers changed since the last check
-            check_header_pairs(raw)
-            self._checked_headers = raw
+        entries = self.http.headers._list  # (raw name, lower name, value): compared without copying
+        if entries != self._checked_headers:  # the http_client's headers changed since the last check
+            check_header_pairs((name, value) for name, _, value in entries)
+            self._checked_headers = list(entries)
         policy = self.retry
         limiter = await self.limits.for_call(call, self)
         attempt = 0

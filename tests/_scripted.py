@@ -53,8 +53,9 @@ def reset(writer: asyncio.StreamWriter) -> None:
 class Scripted:
     """A loopback server whose every reply is written by ``reply`` (raw bytes, any split)."""
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, refuse: int = 0) -> None:
         self.reply = reply
+        self.refuse = refuse  # this many connections are closed as soon as they are accepted
         self.requests: list[bytes] = []
         self.connections = 0
         self.open = 0
@@ -80,6 +81,10 @@ class Scripted:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        if self.refuse > 0:
+            self.refuse -= 1
+            writer.transport.abort() if self.refuse % 2 else writer.close()  # alternate RST and FIN
+            return
         self.open += 1
         self.peak = max(self.peak, self.open)
         try:

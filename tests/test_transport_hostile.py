@@ -55,6 +55,11 @@ async def _endless_500(request: bytes, w: Writer) -> bool:
         await asyncio.sleep(0.01)
 
 
+async def _normal(request: bytes, w: Writer) -> bool:
+    w.write(ok_reply(prompt_of(request)))
+    return True
+
+
 async def _rst_in_close_delimited(request: bytes, w: Writer) -> bool:
     w.write(head(headers={"Connection": "close"}) + HOSTILE[:20])
     await w.drain()
@@ -113,6 +118,10 @@ def _authorization_dropped(srv: Scripted) -> None:
     assert b"authorization" not in final.lower() and b"host: localhost:" in final.lower()
 
 
+def _sent_once(srv: Scripted) -> None:
+    assert len([r for r in srv.requests if prompt_of(r) == "hostile"]) == 1
+
+
 def _redirects_bounded(srv: Scripted) -> None:
     assert len([r for r in srv.requests if prompt_of(r) == "hostile"]) == 21  # 1 + max_redirects (20)
 
@@ -130,6 +139,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     check: Callable[[Scripted], None] | None = None
     cancel_after: float | None = None  # wrap the call in anyio.move_on_after: it must return
+    refuse: int = 0  # connections the server closes as soon as it accepts them
 
     def expected(self, path: str) -> Expect:
         return self.expect if path == "fast" or self.httpx_expect == "same" else self.httpx_expect
@@ -166,7 +176,9 @@ CASES = [
     Case("head-trickled", _trickled_status_line, oa.OllamaTimeoutError, httpx_expect=None,
          wire=oa.WireLimits(head_timeout=0.5)),
     # framing and connection failures
-    Case("accept-and-close", raw(b"", keep=False), CONN),
+    Case("close-after-reading-the-request", raw(b"", keep=False), CONN),
+    Case("accept-and-close", _normal, None, refuse=1, retries=1, check=_sent_once),
+    Case("accept-and-close-twice", _normal, None, refuse=2, retries=2, check=_sent_once),
     Case("reset-in-close-delimited-body", _rst_in_close_delimited, CONN),
     Case("reset-in-close-delimited-body-retried", _rst_in_close_delimited, CONN, retries=1,
          check=lambda srv: None if len([r for r in srv.requests if prompt_of(r) == "hostile"]) == 2 else
@@ -190,11 +202,6 @@ CASES = [
     Case("endless-500-body", _endless_500, None, cancel_after=1.0),
     Case("endless-500-body-stream", _endless_500, None, stream=True, cancel_after=1.0),
 ]
-
-
-async def _normal(request: bytes, w: Writer) -> bool:
-    w.write(ok_reply(prompt_of(request)))
-    return True
 
 
 def _serve(case: Case) -> Callable[[bytes, Writer], Awaitable[bool]]:
@@ -226,7 +233,7 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
 async def test_hostile_reply(case: Case, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in case.env.items():
         monkeypatch.setenv(key, value)
-    async with Scripted(_serve(case)) as srv, oa.AsyncClient(
+    async with Scripted(_serve(case), refuse=case.refuse) as srv, oa.AsyncClient(
         srv.url, timeout=2.0, max_retries=case.retries, wire_limits=case.wire
     ) as client:
         client._transport.retry = oa.RetryPolicy(max_retries=case.retries, backoff_base=0.001)
@@ -378,6 +385,27 @@ async def test_pool_and_connect_timeouts_are_typed_and_pool_timeouts_retried(pat
         finally:
             for s in fillers:
                 s.close()
+
+
+async def test_connection_closed_while_handed_to_a_waiting_request(path: str) -> None:
+    async def reply(request: bytes, w: Writer) -> bool:
+        w.write(ok_reply(prompt_of(request)))
+        return False  # close right after every reply, without saying so
+
+    async with Scripted(reply) as srv, oa.AsyncClient(
+        srv.url, concurrency=8, max_retries=0, limits=httpx.Limits(max_connections=1)
+    ) as client:
+        with anyio.fail_after(10):
+            results = await asyncio.gather(*(client.generate("m", f"normal-{i}") for i in range(6)))
+        assert [r.response for r in results] == [f"normal-{i}" for i in range(6)]
+        assert sorted(prompt_of(r) for r in srv.requests) == sorted(f"normal-{i}" for i in range(6))
+
+
+async def test_a_server_closing_every_connection_at_once_is_a_connection_error(path: str) -> None:
+    async with Scripted(_normal, refuse=10**6) as srv, oa.AsyncClient(srv.url, max_retries=0) as client:
+        with anyio.fail_after(10), pytest.raises(oa.OllamaConnectionError):
+            await client.generate("m", "x")
+        assert srv.requests == [] and srv.connections <= 4
 
 
 async def test_stale_keep_alive_connection_is_not_resent_without_retries(path: str) -> None:
