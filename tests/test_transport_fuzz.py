@@ -108,8 +108,8 @@ class Harness:
     left its pool in step. (A client per example would cost ~35 ms of TLS set-up in httpx.)
     """
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, transport_path: str) -> None:
+        self.path = transport_path
         self.loop = asyncio.new_event_loop()
         self.reply: Callable[[bytes], bytes] = lambda rid: b""
         self.keep = True
@@ -118,7 +118,7 @@ class Harness:
         self.loop.run_until_complete(self.srv.__aenter__())
         timeout = httpx.Timeout(5.0, read=2.0)  # random replies are followed by a close: no wait
         self.client = oa.AsyncClient(self.srv.url, timeout=timeout, max_retries=0)
-        assert (self.client._transport._fast is not None) == (path == "fast")
+        assert (self.client._transport._fast is not None) == (transport_path == "fast")
 
     async def _serve(self, request: bytes, w: asyncio.StreamWriter) -> bool:
         prompt = prompt_of(request)
@@ -174,18 +174,9 @@ class Harness:
         self.loop.close()
 
 
-@pytest.fixture(params=["fast", "httpx"])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "httpx":
-        monkeypatch.setenv("OLLAMA_ASYNC_TRANSPORT", "httpx")
-    else:
-        monkeypatch.delenv("OLLAMA_ASYNC_TRANSPORT", raising=False)
-    return str(request.param)
-
-
 @pytest.fixture
-def harness(path: str) -> Iterator[Harness]:
-    h = Harness(path)
+def harness(transport_path: str) -> Iterator[Harness]:
+    h = Harness(transport_path)
     yield h
     h.close()
 

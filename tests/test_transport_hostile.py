@@ -141,8 +141,8 @@ class Case:
     cancel_after: float | None = None  # wrap the call in anyio.move_on_after: it must return
     refuse: int = 0  # connections the server closes as soon as it accepts them
 
-    def expected(self, path: str) -> Expect:
-        return self.expect if path == "fast" or self.httpx_expect == "same" else self.httpx_expect
+    def expected(self, transport_path: str) -> Expect:
+        return self.expect if transport_path == "fast" or self.httpx_expect == "same" else self.httpx_expect
 
 
 CONN = oa.OllamaConnectionError
@@ -220,25 +220,16 @@ async def _call(client: oa.AsyncClient, stream: bool) -> str:
     return (await client.generate("m", "hostile")).response
 
 
-@pytest.fixture(params=["fast", "httpx"])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "httpx":
-        monkeypatch.setenv("OLLAMA_ASYNC_TRANSPORT", "httpx")
-    else:
-        monkeypatch.delenv("OLLAMA_ASYNC_TRANSPORT", raising=False)
-    return str(request.param)
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-async def test_hostile_reply(case: Case, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_hostile_reply(case: Case, transport_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in case.env.items():
         monkeypatch.setenv(key, value)
     async with Scripted(_serve(case), refuse=case.refuse) as srv, oa.AsyncClient(
         srv.url, timeout=2.0, max_retries=case.retries, wire_limits=case.wire
     ) as client:
         client._transport.retry = oa.RetryPolicy(max_retries=case.retries, backoff_base=0.001)
-        assert (client._transport._fast is not None) == (path == "fast")
-        expect = case.expected(path)
+        assert (client._transport._fast is not None) == (transport_path == "fast")
+        expect = case.expected(transport_path)
         with anyio.fail_after(15):  # a hang is a failure, not a slow pass
             if case.cancel_after is not None:
                 with anyio.move_on_after(case.cancel_after) as scope:
@@ -275,7 +266,7 @@ async def _nothing_reaches(srv: Scripted) -> None:
 
 
 @pytest.mark.parametrize(("headers", "name"), BAD_HEADERS)
-async def test_bad_client_headers_are_refused_before_sending(path: str, headers: dict[str, str], name: str) -> None:
+async def test_bad_client_headers_are_refused_before_sending(transport_path: str, headers: dict[str, str], name: str) -> None:
     async with Scripted(_normal) as srv:
         with pytest.raises(oa.RequestError) as info:
             oa.AsyncClient(srv.url, headers=headers)
@@ -284,7 +275,7 @@ async def test_bad_client_headers_are_refused_before_sending(path: str, headers:
 
 
 @pytest.mark.parametrize(("headers", "name"), BAD_HEADERS[:4])
-async def test_bad_per_request_headers_are_refused_before_sending(path: str, headers: dict[str, str], name: str) -> None:
+async def test_bad_per_request_headers_are_refused_before_sending(transport_path: str, headers: dict[str, str], name: str) -> None:
     async with Scripted(_normal) as srv, oa.AsyncClient(srv.url, max_retries=0) as client:
         call = client._call("POST", "/api/generate", {"model": "m", "prompt": "normal-0"})
         call.headers = headers
@@ -298,7 +289,7 @@ async def test_bad_per_request_headers_are_refused_before_sending(path: str, hea
         await _nothing_reaches(srv)
 
 
-async def test_api_key_from_the_environment_is_checked(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_api_key_from_the_environment_is_checked(transport_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OLLAMA_API_KEY", "k\r\nX-Injected: 1")
     async with Scripted(_normal) as srv:
         with pytest.raises(oa.RequestError, match="Authorization"):
@@ -347,7 +338,7 @@ async def test_cancelling_during_connect_keeps_the_pool_count_exact() -> None:
         assert srv.peak <= 8
 
 
-async def test_pool_and_connect_timeouts_are_typed_and_pool_timeouts_retried(path: str) -> None:
+async def test_pool_and_connect_timeouts_are_typed_and_pool_timeouts_retried(transport_path: str) -> None:
     async def slow(request: bytes, w: Writer) -> bool:
         await asyncio.sleep(0.5)
         return await _normal(request, w)
@@ -387,7 +378,7 @@ async def test_pool_and_connect_timeouts_are_typed_and_pool_timeouts_retried(pat
                 s.close()
 
 
-async def test_connection_closed_while_handed_to_a_waiting_request(path: str) -> None:
+async def test_connection_closed_while_handed_to_a_waiting_request(transport_path: str) -> None:
     async def reply(request: bytes, w: Writer) -> bool:
         w.write(ok_reply(prompt_of(request)))
         return False  # close right after every reply, without saying so
@@ -401,14 +392,14 @@ async def test_connection_closed_while_handed_to_a_waiting_request(path: str) ->
         assert sorted(prompt_of(r) for r in srv.requests) == sorted(f"normal-{i}" for i in range(6))
 
 
-async def test_a_server_closing_every_connection_at_once_is_a_connection_error(path: str) -> None:
+async def test_a_server_closing_every_connection_at_once_is_a_connection_error(transport_path: str) -> None:
     async with Scripted(_normal, refuse=10**6) as srv, oa.AsyncClient(srv.url, max_retries=0) as client:
         with anyio.fail_after(10), pytest.raises(oa.OllamaConnectionError):
             await client.generate("m", "x")
         assert srv.requests == [] and srv.connections <= 4
 
 
-async def test_stale_keep_alive_connection_is_not_resent_without_retries(path: str) -> None:
+async def test_stale_keep_alive_connection_is_not_resent_without_retries(transport_path: str) -> None:
     async def reply(request: bytes, w: Writer) -> bool:
         if prompt_of(request) == "second":
             return False  # read it, then close without a reply: it may have been processed
@@ -422,7 +413,7 @@ async def test_stale_keep_alive_connection_is_not_resent_without_retries(path: s
         assert (await client.generate("m", "normal-1")).response == "normal-1"
 
 
-async def test_aclose_closes_a_stream_still_open(path: str) -> None:
+async def test_aclose_closes_a_stream_still_open(transport_path: str) -> None:
     closed = asyncio.Event()
 
     async def reply(request: bytes, w: Writer) -> bool:
