@@ -53,6 +53,7 @@ __all__ = ["FastSender", "FastStream", "eligible", "read_capped"]
 #: httpx_kwargs that do not change how a request goes over the wire.
 _NEUTRAL_KWARGS = frozenset({"follow_redirects", "limits", "trust_env", "max_redirects", "default_encoding"})
 
+_HAS_POLL = hasattr(select, "poll")
 _STALE_TRIES = 3  # connections found closed before writing, replaced per request (a server closing every one)
 _HIGH_WATER = 1 << 20  # a stream pauses reading the socket beyond this many unread bytes
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -266,6 +267,7 @@ class _Conn(asyncio.Protocol):
         self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
         self.fd = -1
+        self.poller: Any = None  # select.poll where the platform has it
         self.ex: _Exchange | None = None
         self.closed = False
         self.paused = False
@@ -283,6 +285,9 @@ class _Conn(asyncio.Protocol):
         self.transport = transport
         sock = transport.get_extra_info("socket")
         self.fd = sock.fileno() if sock is not None else -1
+        if self.fd >= 0 and _HAS_POLL:  # one registered poll object: ~2 µs a check, select ~5
+            self.poller = select.poll()
+            self.poller.register(self.fd, select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
         ex = self.ex
@@ -401,6 +406,8 @@ class _Conn(asyncio.Protocol):
         if self.fd < 0:
             return False
         try:
+            if self.poller is not None:
+                return bool(self.poller.poll(0))
             readable, _, _ = select.select((self.fd,), (), (), 0)
         except (OSError, ValueError):
             return True
