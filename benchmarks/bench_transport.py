@@ -57,7 +57,6 @@ class H11Parser:
         self.conn.send(h11.EndOfMessage())
         self.status = 0
         self.version = b"1.1"
-        self.begun = False
 
     def feed_data(self, data: bytes) -> None:
         conn = self.conn
@@ -67,9 +66,6 @@ class H11Parser:
                 event = conn.next_event()
                 if event is h11.NEED_DATA or event is h11.PAUSED:
                     return
-                if not self.begun:
-                    self.begun = True
-                    self.proto.on_message_begin()
                 if isinstance(event, (h11.Response, h11.InformationalResponse)):
                     self.status = event.status_code
                     self.version = event.http_version

@@ -188,11 +188,6 @@ class _Exchange:
 
     # -- llhttp callbacks (httptools) -------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        if self.complete:  # a second response nobody asked for: not ours to read
-            self.extra = True
-            raise _Stop
-
     def on_status(self, status: bytes) -> None:
         self.reason += status
 
@@ -215,6 +210,9 @@ class _Exchange:
             self.cookies = True
 
     def on_headers_complete(self) -> None:
+        if self.complete:  # the head of a second response nobody asked for: not ours to read
+            self.extra = True
+            raise _Stop
         parser = self.parser
         assert parser is not None
         status = parser.get_status_code()
@@ -823,7 +821,7 @@ class FastSender:
         response = await self._roundtrip(b"".join(head), body, method == "HEAD", stream, timeouts)
         if response.status_code in _REDIRECTS and http.follow_redirects and "location" in response.headers:
             return await self._follow(http, method, path, body, extra_headers, response, stream, timeouts)
-        if response.headers.get("set-cookie") is not None:
+        if response.extensions.get("ollama_async.set_cookie"):
             response.request = httpx.Request(method, self._base_url + path)
             http.cookies.extract_cookies(response)
         return response
@@ -857,7 +855,7 @@ class FastSender:
             ex.status,
             headers=ex.headers,
             stream=FastStream(ex, read_timeout),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": ex.reason.strip()},
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": ex.reason.strip(), "ollama_async.set_cookie": ex.cookies},
         )
         if not stream:
             data = b"".join(ex.body) if len(ex.body) != 1 else ex.body[0]
