@@ -9,7 +9,8 @@ response against h11's 34 µs (``benchmarks/README.md``), and stricter than h11 
 differ (conflicting or signed Content-Lengths, ``0x`` chunk sizes, bad status codes, bare LF,
 control characters, a 101 nobody asked for). What llhttp allows and h11 does not is refused here
 (a Transfer-Encoding other than ``chunked``, an HTTP version other than 1.0/1.1), so this path
-accepts no response the httpx path would refuse. Hand-written code keeps only the pool, the
+accepts no response the httpx path would refuse; the one thing llhttp refuses and RFC 9112 asks a
+client to accept, obs-fold, is unfolded before parsing (:func:`_unfold`). Hand-written code keeps only the pool, the
 timeouts and the hand-over: ordinary ``httpx.Response`` objects, so the rest of the client
 (retries, error mapping, streaming) is the same on both paths.
 
@@ -257,6 +258,21 @@ class _Exchange:
             self.complete = True
 
 
+def _unfold(data: bytes) -> bytes:
+    """Replace obs-folds (CRLF + SP/HT inside a head) with spaces, as RFC 9112 asks of a user agent.
+
+    ``data`` is the first read of a reply. llhttp refuses obs-fold; h11 unfolds it. Same length,
+    so nothing else moves. Only a head that ends within ``data`` is touched (never body bytes); a
+    fold in a head spread over several reads is refused by llhttp (a typed error, never a desync).
+    """
+    first = data.find(b"\r\n")  # the status line is never continued
+    end = data.find(b"\r\n\r\n", first)
+    if first < 0 or end < 0:
+        return data
+    head = data[first + 2:end].replace(b"\r\n ", b"   ").replace(b"\r\n\t", b"  \t")
+    return data[:first + 2] + head + data[end:]
+
+
 class _Conn(asyncio.Protocol):
     """One keep-alive connection; parsing is the llhttp parser's, framing decisions are h11's."""
 
@@ -296,6 +312,8 @@ class _Conn(asyncio.Protocol):
         ex.received = True
         had_status = ex.status
         ex.progress = False
+        if not ex.gap and not had_status and (b"\r\n " in data or b"\r\n\t" in data):
+            data = _unfold(data)  # the first read of a reply: it starts with the status line
         try:
             ex.parser.feed_data(data)
         except httptools.HttpParserError as exc:
