@@ -173,7 +173,7 @@ async def test_pool_never_opens_more_than_max_connections() -> None:
     assert all(r.done for r in results) and srv.connections == 3
 
 
-async def test_redirect_is_followed_through_httpx_and_cookies_switch_to_httpx() -> None:
+async def test_redirect_is_followed_on_the_pool_and_cookies_switch_to_httpx() -> None:
     async def reply(request: bytes, w: asyncio.StreamWriter) -> bool:
         if request.startswith(b"POST /old"):
             w.write(_head(307, {"Location": "/api/generate", "Content-Length": "0"}))
@@ -187,6 +187,8 @@ async def test_redirect_is_followed_through_httpx_and_cookies_switch_to_httpx() 
     async with Scripted(reply) as srv, oa.AsyncClient(srv.url) as client:
         call = client._call("POST", "/old", {"model": "m"}, model="m")
         assert (await client._request(call, oa.GenerateResponse)).response == "ok"
+        assert [r.split(b" ", 2)[:2] for r in srv.requests] == [[b"POST", b"/old"], [b"POST", b"/api/generate"]]
+        assert _used_fast(client) == 1  # both hops over the pool, each sent once
         await client.version()
         assert client.http_client.cookies.get("route") == "a"
         await client.generate("m", "x")
