@@ -15,6 +15,7 @@ import json
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -439,3 +440,18 @@ async def test_aclose_closes_a_stream_still_open(transport_path: str) -> None:
         with pytest.raises(oa.OllamaError):
             await iterator.__anext__()
         assert srv.open == 0 or closed.is_set()
+
+
+async def test_head_reply_with_content_length_has_no_body(transport_path: str, tmp_path: Path) -> None:
+    async def reply(request: bytes, w: Writer) -> bool:
+        if request.startswith(b"HEAD "):
+            w.write(head(headers={"Content-Length": "12345"}))  # the size of the blob, no body follows
+            return True
+        return await _normal(request, w)
+
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(b"data")
+    async with Scripted(reply) as srv, oa.AsyncClient(srv.url, timeout=2.0, max_retries=0) as client:
+        with anyio.fail_after(10):
+            assert (await client.create_blob(blob)).startswith("sha256:")
+            assert (await client.generate("m", "normal-0")).response == "normal-0"
