@@ -17,6 +17,7 @@ from ._errors import (
     OllamaTimeoutError,
     RequestError,
     ResponseError,
+    ResponseTooLargeError,
     ServerBusyError,
     StreamError,
     StructuredOutputError,
@@ -50,6 +51,7 @@ from ._types import (
     WebSearchResponse,
 )
 from ._version import __version__
+from ._wire import WireLimits
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -81,6 +83,7 @@ __all__ = [
     "RequestMetrics",
     "RequestStats",
     "ResponseError",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "ServerBusyError",
     "ShowResponse",
@@ -93,6 +96,7 @@ __all__ = [
     "VersionResponse",
     "WebFetchResponse",
     "WebSearchResponse",
+    "WireLimits",
     "__version__",
     "set_log_content",
     "tool_from_callable",

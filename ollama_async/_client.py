@@ -49,6 +49,7 @@ from ._types import (
     WebSearchResponse,
 )
 from ._version import __version__
+from ._wire import DEFAULT_WIRE_LIMITS, WireLimits, check_headers
 
 if TYPE_CHECKING:
     from .batch import Batch
@@ -137,6 +138,8 @@ class AsyncClient:
             ~3.5 µs a request costs when no hook, DEBUG log or OpenTelemetry needs them.
         tracer_provider, meter_provider: OpenTelemetry providers for this client's spans and
             GenAI metrics, instead of the global ones (needs the ``otel`` extra).
+        wire_limits: the largest response head, NDJSON line and body accepted, and the deadline
+            for a whole response head (:class:`~ollama_async.WireLimits`; generous defaults).
         httpx_kwargs: passed to ``httpx.AsyncClient`` (``verify=``, ``proxy=``, ...).
 
     ``OLLAMA_API_KEY``, when set, is sent as ``Authorization: Bearer`` to the configured host only.
@@ -158,6 +161,7 @@ class AsyncClient:
         metrics: bool = True,
         tracer_provider: Any = None,
         meter_provider: Any = None,
+        wire_limits: WireLimits | None = None,
         **httpx_kwargs: Any,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
@@ -178,6 +182,7 @@ class AsyncClient:
                 base_url, http_client=http_client, timeout=timeout, retry=retry, headers=merged, auth=auth,
                 limits=Limits(concurrency, max_concurrency=max_concurrency),
                 httpx_kwargs={"follow_redirects": follow_redirects, **httpx_kwargs},
+                wire=wire_limits if wire_limits is not None else DEFAULT_WIRE_LIMITS,
             )
             made.observer = observer  # one observer for every host: one set of stats and hooks
             return made
@@ -657,6 +662,7 @@ class AsyncClient:
         key = api_key_from_env()
         if not key:
             raise RequestError("the ollama.com web tools need OLLAMA_API_KEY", field="OLLAMA_API_KEY")
+        check_headers({"Authorization": f"Bearer {key}"})
         transport = self._transport
         transport._check_usable()
         try:

@@ -10,7 +10,8 @@ request failed and why. The names the official ``ollama`` package uses keep thei
   is the message, ``.type``/``.code``/``.param`` the rest).
   Subclasses narrow it down: :class:`ModelNotFoundError` (404), :class:`ServerBusyError` (503),
   :class:`StreamError` (an ``{"error": ...}`` line after the stream began) and
-  :class:`IncompleteStreamError` (the stream ended without its ``done`` line).
+  :class:`IncompleteStreamError` (the stream ended without its ``done`` line),
+  :class:`ResponseTooLargeError` (a head, line or body beyond the client's ``WireLimits``).
 - :class:`OllamaConnectionError` is a builtin :class:`ConnectionError`, as the official client raises.
 - :class:`OllamaTimeoutError` is a builtin :class:`TimeoutError`.
 """
@@ -30,6 +31,7 @@ __all__ = [
     "OllamaTimeoutError",
     "RequestError",
     "ResponseError",
+    "ResponseTooLargeError",
     "ServerBusyError",
     "StreamError",
     "StructuredOutputError",
@@ -121,6 +123,14 @@ class ModelNotFoundError(ResponseError):
 
 class ServerBusyError(ResponseError):
     """503: the server's pending queue is full (``OLLAMA_MAX_QUEUE``). Retried with backoff first."""
+
+
+class ResponseTooLargeError(ResponseError):
+    """A response head, NDJSON line or body exceeded the client's ``WireLimits``; ``limit`` names which."""
+
+    def __init__(self, error: str, status_code: int = -1, *, limit: str, **kw: Any) -> None:
+        super().__init__(error, status_code, **kw)
+        self.limit = limit
 
 
 class StreamError(ResponseError):

@@ -89,6 +89,11 @@ class ApiKeyAuth(httpx.Auth):
         url = httpx.URL(base_url)
         self._origin = (url.scheme, url.host, url.port)
 
+    @property
+    def header_value(self) -> str:
+        """The Authorization value sent (checked like any header before anything is sent)."""
+        return self._header
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         url = request.url
         if (url.scheme, url.host, url.port) == self._origin and "authorization" not in request.headers:

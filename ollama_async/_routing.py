@@ -63,6 +63,7 @@ from ._limits import Lease, LimitStats, ModelLimiter, model_key
 from ._observe import Observer
 from ._transport import Call, RetryPolicy, Transport
 from ._types import ListResponse, ProcessResponse
+from ._wire import WireLimits
 
 __all__ = ["FleetLimits", "Router", "conversation_key"]
 
@@ -119,6 +120,11 @@ class Router:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def wire(self) -> WireLimits:
+        """The response size limits (every host's transport has the client's)."""
+        return self._first().transport.wire
 
     @property
     def _loop(self) -> object | None:

@@ -35,6 +35,7 @@ from ._errors import IncompleteStreamError, StreamError
 from ._fast import FastStream
 from ._observe import RequestMetrics, host_address
 from ._transport import Call, Transport, _short
+from ._wire import DEFAULT_WIRE_LIMITS, LimitExceeded
 
 if TYPE_CHECKING:
     from ._routing import Router
@@ -44,11 +45,12 @@ __all__ = ["Stream", "iter_lines", "iter_parts"]
 T = TypeVar("T")
 
 
-async def iter_lines(response: httpx.Response) -> AsyncIterator[bytes]:
+async def iter_lines(response: httpx.Response, max_line: int = DEFAULT_WIRE_LIMITS.max_line) -> AsyncIterator[bytes]:
     """Split a response body into lines; blank lines are dropped, ``\\r\\n`` tolerated.
 
     A line may be megabytes long (a final chunk's ``context``): pieces are gathered in a
-    bytearray, so a long line costs linear time, never quadratic.
+    bytearray, so a long line costs linear time, never quadratic. Beyond ``max_line`` bytes it
+    raises :class:`~ollama_async._wire.LimitExceeded`.
     """
     pending = bytearray()
     async for chunk in response.aiter_bytes():
@@ -61,24 +63,28 @@ async def iter_lines(response: httpx.Response) -> AsyncIterator[bytes]:
                 pending.clear()
             else:
                 line = chunk[start:newline]
+            if len(line) > max_line:
+                raise LimitExceeded(f"an NDJSON line exceeds max_line ({max_line} bytes)", limit="max_line")
             if line and not line.isspace():
                 yield line
             start = newline + 1
             newline = chunk.find(b"\n", start)
         if start < len(chunk):
             pending += chunk[start:]
+            if len(pending) > max_line:
+                raise LimitExceeded(f"an NDJSON line exceeds max_line ({max_line} bytes)", limit="max_line")
     if pending and not pending.isspace():
         yield bytes(pending)
 
 
-async def _line_batches(response: httpx.Response) -> AsyncIterator[list[bytes]]:
+async def _line_batches(response: httpx.Response, max_line: int) -> AsyncIterator[list[bytes]]:
     """Lines as :func:`iter_lines` splits them, in lists: one list per arrival on the fast path."""
     stream = response.stream
     if isinstance(stream, FastStream) and stream.plain:
-        async for batch in stream.line_batches():
+        async for batch in stream.line_batches(max_line):
             yield batch
         return
-    async for line in iter_lines(response):
+    async for line in iter_lines(response, max_line):
         yield [line]
 
 
@@ -135,7 +141,7 @@ async def iter_parts(
         retry_delay: float | None = None
         try:
             try:
-                async for batch in _line_batches(response):
+                async for batch in _line_batches(response, transport.wire.max_line):
                     if metrics is not None and metrics.time_to_first_token is None:
                         metrics.time_to_first_token = metrics._elapsed()
                     for line in batch:
@@ -158,6 +164,13 @@ async def iter_parts(
                                 metrics.parts = handed
                                 observer.finished(metrics, part)
                         yield part
+            except LimitExceeded as exc:
+                raise transport.map_transport_error(exc, call) from exc
+            except httpx.DecodingError as exc:
+                raise IncompleteStreamError(
+                    f"stream broke after {handed} parts: undecodable body: {exc}",
+                    chunks_received=handed, method=call.method, url=url, model=call.model,
+                ) from exc
             except httpx.TransportError as exc:
                 if handed == 0 and call.retryable and attempt < transport.retry.max_retries and not isinstance(
                     exc, httpx.TimeoutException

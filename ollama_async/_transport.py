@@ -28,14 +28,25 @@ from ._errors import (
     EventLoopError,
     ModelNotFoundError,
     OllamaConnectionError,
+    OllamaError,
     OllamaTimeoutError,
+    RequestError,
     ResponseError,
+    ResponseTooLargeError,
     ServerBusyError,
 )
-from ._fast import FastSender, eligible
+from ._fast import FastSender, eligible, read_capped
 from ._host import ApiKeyAuth
 from ._limits import Lease, Limits
 from ._observe import Observer, RequestMetrics
+from ._wire import (
+    DEFAULT_WIRE_LIMITS,
+    LimitExceeded,
+    WireLimits,
+    check_header_pairs,
+    check_headers,
+    check_host,
+)
 
 __all__ = ["DEFAULT_TIMEOUT", "Call", "RetryPolicy", "Transport"]
 
@@ -126,7 +137,30 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, when.timestamp() - time.time())
 
 
-_RETRYABLE_TRANSPORT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
+_RETRYABLE_TRANSPORT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+)
+
+#: How much of an error status's body is read for its message (the rest is not waited for).
+_ERROR_BODY_MAX = 64 * 1024
+
+
+async def _discard_desynced(http_transport: object) -> None:
+    """Close idle httpcore connections that hold bytes beyond their last response.
+
+    h11 keeps bytes that arrived after a complete response (a second reply nobody asked for)
+    and would hand them to the next request on that connection as its response. The fast path
+    closes such a connection; this makes the httpx path do the same.
+    """
+    pool = getattr(http_transport, "_pool", None)
+    for conn in list(getattr(pool, "connections", ())):
+        state = getattr(getattr(conn, "_connection", None), "_h11_state", None)
+        if state is not None and conn.is_idle() and state.trailing_data[0]:
+            await conn.aclose()
 
 
 class Transport:
@@ -146,10 +180,16 @@ class Transport:
         auth: httpx.Auth | None,
         limits: Limits,
         httpx_kwargs: Mapping[str, Any],
+        wire: WireLimits = DEFAULT_WIRE_LIMITS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        check_host(self.base_url)
+        check_headers(headers)  # before anything is sent, on both paths
+        if isinstance(auth, ApiKeyAuth):
+            check_headers({"Authorization": auth.header_value})  # OLLAMA_API_KEY
         self.retry = retry
         self.limits = limits
+        self.wire = wire
         self._auth = auth
         self._owns_http = http_client is None
         #: our own HTTP/1.1 pool under asyncio where it cannot change behaviour (``_fast.py``)
@@ -161,10 +201,11 @@ class Transport:
             self._headers: dict[str, str] | None = None
             auth_header = _fast_auth_header(auth, self.base_url)
             if auth_header is not False and eligible(self.base_url, http_client, httpx_kwargs):
-                self._fast = FastSender(self.base_url, kwargs["limits"], auth_header)
+                self._fast = FastSender(self.base_url, kwargs["limits"], auth_header, wire)
         else:
             self._headers = dict(headers)  # a caller's client: send ours per request
         self.http = http_client
+        self._checked_headers: list[tuple[bytes, bytes, bytes]] = []
         self._http_transport = http_client._transport
         self._loop: object | None = None
         self._closed = False
@@ -223,10 +264,13 @@ class Transport:
             and FastSender.usable(self.http, self._http_transport)
         ):
             timeout = self.http.timeout if call.timeout is NOT_GIVEN else call.timeout
-            response = await fast.send(self.http, call.method, call.path, call.body, call.headers, timeout, stream)
-            if response is not None:
-                return response
-        return await self.http.send(self._build(call), stream=stream, auth=self._auth)
+            return await fast.send(self.http, call.method, call.path, call.body, call.headers, timeout, stream)
+        await _discard_desynced(self._http_transport)
+        response = await self.http.send(self._build(call), stream=True, auth=self._auth)
+        if not stream:
+            await read_capped(response, self.wire.max_body)
+            await _discard_desynced(self._http_transport)
+        return response
 
     def active_connections(self) -> int:
         """Connections of this client's own pools that are busy with a request right now."""
@@ -244,6 +288,12 @@ class Transport:
         close the response and release the lease. Raises the mapped error once retries are spent.
         """
         self._check_usable()
+        if call.headers:
+            check_headers(call.headers)
+        entries = self.http.headers._list  # (raw name, lower name, value): compared without copying
+        if entries != self._checked_headers:  # the http_client's headers changed since the last check
+            check_header_pairs((name, value) for name, _, value in entries)
+            self._checked_headers = list(entries)
         policy = self.retry
         metrics = call.metrics
         limiter = await self.limits.for_call(call, self)
@@ -264,6 +314,10 @@ class Transport:
                     await anyio.sleep(delay)
                     continue
                 raise self.map_transport_error(exc, call) from exc
+            except httpx.HTTPError as exc:  # DecodingError, TooManyRedirects, ...: not retried
+                if lease is not None:
+                    lease.release()
+                raise self.map_http_error(exc, call) from exc
             except BaseException:
                 if lease is not None:
                     lease.release()
@@ -274,11 +328,10 @@ class Transport:
                     metrics.status, metrics.time_to_first_byte = status, metrics._elapsed()
                 return response, lease
             try:
-                if stream:
-                    with anyio.CancelScope(shield=True):
-                        await response.aread()
-            except httpx.TransportError:
-                pass
+                if stream:  # not shielded: a cancel scope around the call still ends it
+                    await read_capped(response, _ERROR_BODY_MAX, truncate=True)
+            except httpx.HTTPError:
+                response._content = b""  # the status alone makes the error
             finally:
                 if stream:
                     with anyio.CancelScope(shield=True):
@@ -337,8 +390,20 @@ class Transport:
             cls = ModelNotFoundError
         return cls(text, status, method=call.method, url=self.url(call.path), model=call.model)
 
-    def map_transport_error(self, exc: httpx.TransportError, call: Call) -> Exception:
+    def map_http_error(self, exc: httpx.HTTPError, call: Call) -> OllamaError:
+        """Any httpx error as the library's: transport errors as below, the rest as a ResponseError."""
+        if isinstance(exc, httpx.TransportError):
+            return self.map_transport_error(exc, call)
+        what = "too many redirects" if isinstance(exc, httpx.TooManyRedirects) else "invalid response"
+        return ResponseError(f"{what}: {type(exc).__name__}: {exc}", method=call.method, url=self.url(call.path),
+                             model=call.model)
+
+    def map_transport_error(self, exc: httpx.TransportError, call: Call) -> OllamaError:
         url = self.url(call.path)
+        if isinstance(exc, LimitExceeded):
+            return ResponseTooLargeError(str(exc), limit=exc.limit, method=call.method, url=url, model=call.model)
+        if isinstance(exc, httpx.LocalProtocolError):  # h11 refused what we were about to send
+            return RequestError(f"cannot be sent: {exc}", field="headers")
         if isinstance(exc, httpx.TimeoutException):
             phase = {
                 httpx.ConnectTimeout: "connect",

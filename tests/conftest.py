@@ -35,6 +35,16 @@ def sim() -> Iterator[Simulator]:
         yield server
 
 
+@pytest.fixture(params=["fast", "httpx"])
+def transport_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on the fast path and on the httpx path (``OLLAMA_ASYNC_TRANSPORT=httpx``)."""
+    if request.param == "httpx":
+        monkeypatch.setenv("OLLAMA_ASYNC_TRANSPORT", "httpx")
+    else:
+        monkeypatch.delenv("OLLAMA_ASYNC_TRANSPORT", raising=False)
+    return str(request.param)
+
+
 def active_connections(client: object) -> int:
     """Connections of the client's pools (httpx's and the asyncio fast path's) busy right now."""
     return int(client._transport.active_connections())  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -19,70 +19,12 @@ import respx
 import ollama_async as oa
 from ollama_async.testing import ModelSpec, Simulator
 
+from ._scripted import OK, OK_BYTES, Scripted
+from ._scripted import chunked as _chunked
+from ._scripted import head as _head
+from ._scripted import trickle as _trickle
+
 pytestmark = pytest.mark.anyio
-
-OK = {"model": "m", "created_at": "t", "response": "ok", "done": True}
-OK_BYTES = json.dumps(OK).encode()
-
-Reply = Callable[[bytes, asyncio.StreamWriter], Awaitable[bool]]  # returns: keep the connection
-
-
-def _head(status: int = 200, headers: dict[str, str] | None = None) -> bytes:
-    lines = [f"HTTP/1.1 {status} X"] + [f"{k}: {v}" for k, v in (headers or {}).items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def _chunked(*pieces: bytes) -> bytes:
-    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
-
-
-class Scripted:
-    """A loopback server whose every reply is written by ``reply`` (raw bytes, any split)."""
-
-    def __init__(self, reply: Reply) -> None:
-        self.reply = reply
-        self.requests: list[bytes] = []
-        self.connections = 0
-        self.server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> Scripted:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                request = head + (await reader.readexactly(length) if length else b"")
-                self.requests.append(request)
-                if not await self.reply(request, writer):
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
-async def _trickle(writer: asyncio.StreamWriter, data: bytes, step: int = 1) -> None:
-    for i in range(0, len(data), step):
-        writer.write(data[i:i + step])
-        await writer.drain()
-        await asyncio.sleep(0)
-
 
 def _used_fast(client: oa.AsyncClient) -> int:
     fast = client._transport._fast
@@ -231,7 +173,7 @@ async def test_pool_never_opens_more_than_max_connections() -> None:
     assert all(r.done for r in results) and srv.connections == 3
 
 
-async def test_redirect_is_followed_through_httpx_and_cookies_switch_to_httpx() -> None:
+async def test_redirect_is_followed_on_the_pool_and_cookies_switch_to_httpx() -> None:
     async def reply(request: bytes, w: asyncio.StreamWriter) -> bool:
         if request.startswith(b"POST /old"):
             w.write(_head(307, {"Location": "/api/generate", "Content-Length": "0"}))
@@ -245,6 +187,8 @@ async def test_redirect_is_followed_through_httpx_and_cookies_switch_to_httpx() 
     async with Scripted(reply) as srv, oa.AsyncClient(srv.url) as client:
         call = client._call("POST", "/old", {"model": "m"}, model="m")
         assert (await client._request(call, oa.GenerateResponse)).response == "ok"
+        assert [r.split(b" ", 2)[:2] for r in srv.requests] == [[b"POST", b"/old"], [b"POST", b"/api/generate"]]
+        assert _used_fast(client) == 1  # both hops over the pool, each sent once
         await client.version()
         assert client.http_client.cookies.get("route") == "a"
         await client.generate("m", "x")
