@@ -21,7 +21,8 @@ from ._errors import RequestError
 __all__ = ["ApiKeyAuth", "parse_host"]
 
 DEFAULT_PORT = 11434
-_HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?\Z")  # letters, digits, - and .
+#: letters (any script: IDNA names are encoded later, by the transport), digits, _, - and .
+_HOSTNAME = re.compile(r"\w(?:[\w.-]*\w)?\.?\Z")
 
 
 def parse_host(host: str | None) -> str:
