@@ -6,6 +6,7 @@ actor. What is checked is what the servers saw (``sim.stats``) and what came out
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -226,3 +227,44 @@ def test_importing_the_package_does_not_import_ray() -> None:
     code = "import sys, ollama_async, ollama_async.batch, ollama_async.cli; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _cli(*args: str) -> Any:
+    import subprocess
+
+    env = {**os.environ, "OLLAMA_ASYNC_DEBUG": "1"}
+    return subprocess.run([sys.executable, "-m", "ollama_async.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+@pytest.mark.timeout(180)  # two CLI processes, each a Ray driver with its own actors
+def test_cli_embed_and_generate_run_on_ray_from_parquet_to_parquet(ray_local: None, fleet: list[Simulator],
+                                                                   tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"doc": [f"d{i}" for i in range(40)], "body": [f"text {i}" for i in range(40)]}), src)
+    out = tmp_path / "vectors.parquet"
+    hosts = ",".join(s.url for s in fleet)
+    done = _cli("embed", str(src), "--model", EMB, "--out", str(out), "--host", hosts, "--field", "body",
+                "--id-field", "doc", "--ray", "auto", "--slots", "1", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "40/40 done" in done.stderr  # the CLI's own summary line
+    table = pq.read_table(out)
+    assert table.column("id").to_pylist() == [f"d{i}" for i in range(40)]  # input order
+    assert len(table.column("embedding")[0].as_py()) == 16
+    prompts = tmp_path / "prompts.parquet"
+    pq.write_table(pa.table({"prompt": [f"q{i}" for i in range(30)]}), prompts)
+    fleet[0].inject(Fault.status(500, "boom"), times=1, model=GEN, path="/api/generate")
+    results = tmp_path / "results.parquet"
+    done = _cli("generate", str(prompts), "--model", GEN, "--out", str(results), "--host", hosts, "--ray", "auto",
+                "--ray-actors", "1", "--quiet")
+    assert done.returncode == 1, done.stderr  # one row failed: listed, not fatal
+    rows = pq.read_table(results).to_pylist()
+    assert [r["index"] for r in rows] == list(range(30))
+    assert sum(1 for r in rows if r["error"]) == 1 and all(r["response"] for r in rows if not r["error"])
+    errors = [json.loads(line) for line in (tmp_path / "results.parquet.errors.jsonl").read_text().splitlines()]
+    assert len(errors) == 1 and errors[0]["type"] == "ResponseError" and "boom" in errors[0]["message"]
+    bad = _cli("embed", str(tmp_path / "missing.txt"), "--model", EMB, "--out", str(out), "--host", hosts, "--ray")
+    assert bad.returncode == 2 and "parquet" in bad.stderr
