@@ -16,7 +16,8 @@ request; the same number of ``map_batches`` actors (``--actors``) and the same r
 
 Measured over the window in which the servers worked (first request in to last reply out, so
 that actor start-up is not counted): rows/s, rows/s / ideal (ideal = hosts x slots / service
-time), slot occupancy (the servers' busy slot-seconds / (hosts x slots x window)), and the most
+time), slot occupancy (the fleet's busy slots, sampled every 2 ms, time-averaged over the window /
+hosts x slots), and the most
 requests any server had at once (in a slot or waiting for one: above slots + margin is queueing
 that the job caused).
 """
@@ -54,6 +55,7 @@ class Watch:
         self.first: float | None = None
         self.last: float | None = None
         self.peak = 0
+        self.samples: list[tuple[float, int]] = []  # (time, slots busy across the fleet)
         self._stop = threading.Event()
         self._base = [s.stats(MODEL).requests for s in sims]
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -65,6 +67,7 @@ class Watch:
             stats = [s.stats(MODEL) for s in self.sims]
             started = sum(st.requests for st in stats) - sum(self._base)
             busy = sum(st.in_flight for st in stats)
+            self.samples.append((now, busy))
             self.peak = max(self.peak, *(st.in_flight + st.waiting for st in stats))
             if started > 0 and self.first is None:
                 self.first = now
@@ -81,6 +84,13 @@ class Watch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+    def occupancy(self, slots: int) -> float:
+        """The fleet's busy slots, time-averaged over the window, / all its slots."""
+        if self.first is None or self.last is None:
+            return 0.0
+        inside = [busy for t, busy in self.samples if self.first <= t <= self.last]
+        return sum(inside) / (len(inside) * slots * len(self.sims)) if inside else 0.0
 
     def requests(self) -> int:
         return sum(s.stats(MODEL).requests for s in self.sims) - sum(self._base)
@@ -118,8 +128,7 @@ class PlainSemaphore:
         return {**batch, "response": np.array(responses, dtype=object)}
 
 
-def run_variant(name: str, sims: list[Simulator], make: Any, rows: int, ideal: float, slots: int,
-                service_s: float) -> dict[str, Any]:
+def run_variant(name: str, sims: list[Simulator], make: Any, rows: int, ideal: float, slots: int) -> dict[str, Any]:
     for s in sims:
         s.reset_stats()
     ds = ray.data.from_items([{"id": i, "prompt": f"question number {i}"} for i in range(rows)],
@@ -131,8 +140,7 @@ def run_variant(name: str, sims: list[Simulator], make: Any, rows: int, ideal: f
     assert len(out) == rows and len({r["id"] for r in out}) == rows, name
     errors = sum(1 for r in out if r.get("error"))
     window = (watch.last or 0) - (watch.first or 0)
-    served = watch.requests()
-    occupancy = served * service_s / (len(sims) * slots * window) if window > 0 else 0.0
+    occupancy = watch.occupancy(slots)
     result = {
         "variant": name, "rows": rows, "errors": errors, "window_s": round(window, 3), "total_s": round(total, 3),
         "rows_per_s": round(rows / window, 1), "vs_ideal": round(rows / window / ideal, 4),
@@ -209,7 +217,7 @@ def main() -> None:
     results = []
     try:
         for name, make in variants:
-            results.append(run_variant(name, sims, make, args.rows, ideal, args.slots, service_s))
+            results.append(run_variant(name, sims, make, args.rows, ideal, args.slots))
     finally:
         ray.shutdown()
         for s in sims:

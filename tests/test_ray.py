@@ -206,6 +206,19 @@ def test_a_server_that_dies_and_returns_loses_no_row(ray_local: None, fleet: lis
     assert revived and revived[0].stats(GEN).requests > 0  # probed and used again once it was back
 
 
+def test_a_broker_nobody_uses_any_more_exits_on_its_own(ray_local: None) -> None:
+    from ollama_async.ray._broker import _remote_class
+
+    broker = _remote_class().remote(["http://127.0.0.1:1"], [1], 0, 8, 0.2, 0.3)  # ttl 0.2 s, idle exit 0.3 s
+    ray.get(broker.heartbeat.remote("session", "owner"))
+    assert ray.get(broker.stats.remote())[0]["bound"] == 1
+    deadline = time.monotonic() + 30
+    with pytest.raises(ray.exceptions.RayActorError):  # polled until the actor is gone
+        while time.monotonic() < deadline:
+            ray.get(broker.stats.remote(), timeout=10)
+            time.sleep(0.2)
+
+
 def test_bad_settings_fail_in_the_constructor_with_the_field() -> None:
     with pytest.raises(RequestError) as info:
         OllamaGenerate("127.0.0.1:1", GEN, slots=0)

@@ -47,7 +47,9 @@ class SlotBroker:
             await asyncio.sleep(max(0.05, table.ttl / 4))
             table.reap()
             if table.sessions == 0 and time.monotonic() - table.last_active > self._idle_exit:
-                ray.actor.exit_actor()  # type: ignore[no-untyped-call]
+                # Not exit_actor(): from a background task of an async actor it only ends the task.
+                ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+                return
 
     async def acquire(self, session: str, owner: str, want: int) -> list[tuple[int, int]]:
         """Wait for at least one free slot; up to ``want`` grants ``(grant, host index)``."""
