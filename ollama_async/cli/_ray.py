@@ -35,22 +35,14 @@ _COLUMNS = ("response", "thinking", "done_reason", "total_duration", "load_durat
 _ACTOR_CPUS = 0.25
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The Ray flags of a job command."""
+    from ._main import _positive
     group = parser.add_argument_group("Ray (pip install 'ollama-async[ray]')")
     group.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                       help="run the job on Ray: bare --ray starts a local instance; 'auto' joins the running "
-                            "cluster, ray://HOST:PORT a remote one. INPUT and OUT are parquet")
+                       help="run the job on Ray: bare --ray joins RAY_ADDRESS, else starts a local instance; 'auto' "
+                            "joins the cluster of `ray start`, ray://HOST:PORT a remote one. INPUT and OUT "
+                            "are parquet")
     group.add_argument("--ray-actors", type=_positive, default=2, metavar="N",
                        help="map_batches actors (default 2)")
     group.add_argument("--slots", type=_positive, default=None, metavar="N",
