@@ -86,6 +86,7 @@ def test_generate_columns_metrics_structured_output_and_per_row_errors(
               "required": ["city", "n"]}
     for s in fleet:
         s.inject(Fault.status(500, "boom"), times=1, model=GEN)  # one row per host fails
+    fleet[0].inject(Fault.busy(2), times=1, model=GEN)  # then two 503s: those rows go again, and succeed
     ds = ray.data.from_items([{"id": i, "prompt": f"question {i}"} for i in range(60)])
     rows = _run(ds, OllamaGenerate, hosts=",".join(s.url for s in fleet), model=GEN, slots=2, format=schema,
                 options={"temperature": 0}, job=_job(request))
@@ -95,6 +96,7 @@ def test_generate_columns_metrics_structured_output_and_per_row_errors(
     good = [r for r in rows if r["error"] is None]
     assert all(r["done_reason"] == "stop" and r["eval_count"] > 0 and r["total_duration"] > 0 for r in good)
     assert all(isinstance(r["parsed"]["city"], str) and isinstance(r["parsed"]["n"], int) for r in good)
+    assert fleet[0].stats(GEN).rejected_503 == 2
 
 
 def test_chat_takes_message_lists_and_plain_strings(ray_local: None, fleet: list[Simulator],
