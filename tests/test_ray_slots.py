@@ -139,3 +139,24 @@ def test_split_shares_and_settings_are_checked() -> None:
     assert info.value.field == "slots"
     one = JobSlots.make("a", "m", slots=2)
     assert one.broker_name("j") == JobSlots.make(["a"], "m", slots=2).broker_name("j") != one.broker_name("k")
+
+
+def test_batches_in_each_format_come_back_as_typed_tables() -> None:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from ollama_async.ray._columns import column, ints, strings, vector_column, with_columns
+
+    new = {"v": vector_column(np.ones((2, 3), np.float32)), "n": ints([1, None]), "e": strings([None, None])}
+    for batch in ({"t": np.array(["a", "b"], dtype=object)}, pd.DataFrame({"t": ["a", "b"]}),
+                  pa.table({"t": ["a", "b"]})):
+        assert column(batch, "t") == ["a", "b"]
+        table = with_columns(batch, new)
+        assert table.column_names == ["t", "v", "n", "e"]
+        assert str(table.schema.field("v").type) == "fixed_size_list<item: float>[3]"
+        assert table.schema.field("n").type == pa.int64() and table.schema.field("e").type == pa.string()
+    nested = {"m": np.array([np.array([{"role": "user", "content": "hi"}], dtype=object)], dtype=object)}
+    assert column(nested, "m") == [[{"role": "user", "content": "hi"}]]  # plain lists and dicts for the client
+    with pytest.raises(RequestError, match="no column 'x'"):
+        column(nested, "x")
