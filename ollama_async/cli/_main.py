@@ -157,6 +157,9 @@ def _job_parser(sub: Any, name: str, help_: str, description: str) -> argparse.A
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar; one summary line every --log-interval s")
     p.add_argument("--log-interval", type=float, default=10.0, metavar="SECONDS",
                    help="seconds between summary lines without a bar (0: none; default 10)")
+    from ._ray import add_arguments as ray_args
+
+    ray_args(p)
     p.set_defaults(kind=name)
     return p
 
@@ -263,6 +266,10 @@ def _job_config(args: argparse.Namespace) -> JobConfig:
 
 
 def _cmd_job(args: argparse.Namespace) -> int:
+    from ._ray import run_ray_job, wants_ray
+
+    if wants_ray(args):
+        return run_ray_job(args)
     return run_job(_job_config(args))
 
 

@@ -1,0 +1,162 @@
+"""The slot table behind the Ray broker, on its own (no Ray): bounds, routing, failover, leases."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ollama_async import RequestError
+from ollama_async.ray._config import JobSlots, normalize_hosts
+from ollama_async.ray._slots import DOWN_MIN, Report, SlotTable, split_bounds
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_grants_never_exceed_slots_plus_margin_and_go_to_the_freest_host() -> None:
+    table = SlotTable(["a", "b"], [2, 1], margin=1)
+    got = await table.acquire("s", want=10)
+    hosts = [h for _, h in got]
+    assert sorted(hosts) == [0, 0, 0, 1, 1]  # 2 + 1 and 1 + 1: everything free, nothing more
+    waiter = asyncio.ensure_future(table.acquire("s", want=1))
+    await asyncio.sleep(0.01)
+    assert not waiter.done()  # full: waits
+    table.release("s", [Report(got[-1][0])])
+    ((_, host),) = await asyncio.wait_for(waiter, 1)
+    assert host == got[-1][1]
+    assert [s.max_in_use for s in table.stats()] == [3, 2]
+
+
+async def test_waiters_are_served_in_turn() -> None:
+    table = SlotTable(["a"], [1], margin=0)
+    first = await table.acquire("s1", 1)
+    w2 = asyncio.ensure_future(table.acquire("s2", 5))
+    w3 = asyncio.ensure_future(table.acquire("s3", 5))
+    await asyncio.sleep(0.01)
+    table.release("s1", [Report(first[0][0])])
+    done, _ = await asyncio.wait([w2, w3], timeout=1, return_when=asyncio.FIRST_COMPLETED)
+    assert done == {w2} and len(w2.result()) == 1  # the first waiter, and only what is free
+    table.release("s2", [Report(w2.result()[0][0])])
+    assert len(await asyncio.wait_for(w3, 1)) == 1
+
+
+async def test_a_down_host_is_skipped_then_probed_one_request_at_a_time() -> None:
+    clock = Clock()
+    table = SlotTable(["a", "b"], [2, 2], margin=0, clock=clock)
+    grants = await table.acquire("s", 4)
+    on_a = [g for g, h in grants if h == 0]
+    table.release("s", [Report(on_a[0], "down"), Report(on_a[1], "down")])  # one outage: one cool-down
+    assert table.stats()[0].downs == 1 and table.stats()[0].down
+    table.release("s", [Report(g) for g, h in grants if h == 1])
+    assert {h for _, h in await table.acquire("s", 4)} == {1}  # only b while a cools down
+    clock.now += DOWN_MIN + 0.01
+    probe = await table.acquire("s", 4)
+    assert [h for _, h in probe] == [0]  # a gets one probe, not its two slots
+    table.release("s", [Report(probe[0][0], "ok", wall=0.01)])
+    assert [h for _, h in await table.acquire("s", 4)] == [0, 0]  # back to its full bound
+    assert not table.stats()[0].down
+
+
+async def test_when_every_host_is_down_acquire_waits_for_the_probe() -> None:
+    table = SlotTable(["a"], [1], margin=0)
+    ((g, _),) = await table.acquire("s", 1)
+    table.release("s", [Report(g, "down")])
+    started = asyncio.get_running_loop().time()
+    ((_, host),) = await asyncio.wait_for(table.acquire("s", 1), 5)
+    assert host == 0 and asyncio.get_running_loop().time() - started >= DOWN_MIN * 0.9
+
+
+async def test_a_restarted_owner_frees_the_old_sessions_grants_at_once() -> None:
+    table = SlotTable(["a"], [2], margin=0)
+    await table.acquire("old", 2, owner="actor-1")
+    blocked = asyncio.ensure_future(table.acquire("other", 1, owner="actor-2"))
+    await asyncio.sleep(0.01)
+    assert not blocked.done()
+    got = await asyncio.wait_for(table.acquire("new", 1, owner="actor-1"), 1)  # same actor, new incarnation
+    assert len(got) == 1 and len(await asyncio.wait_for(blocked, 1)) == 1
+    assert table.stats()[0].in_use == 2
+
+
+async def test_a_silent_session_is_reaped_and_its_late_release_ignored() -> None:
+    clock = Clock()
+    table = SlotTable(["a"], [1], margin=0, ttl=5, clock=clock)
+    ((g, _),) = await table.acquire("dead", 1)
+    clock.now += 6
+    table.touch("alive")
+    assert table.reap() == ["dead"]
+    assert table.stats()[0].in_use == 0
+    await table.acquire("alive", 1)
+    table.release("dead", [Report(g)])  # too late: must not free the live grant
+    assert table.stats()[0].in_use == 1
+
+
+async def test_a_cancelled_acquire_gives_its_grants_back() -> None:
+    table = SlotTable(["a"], [1], margin=0)
+    ((g, _),) = await table.acquire("s", 1)
+    waiter = asyncio.ensure_future(table.acquire("s", 1))
+    await asyncio.sleep(0.01)
+    waiter.cancel()
+    table.release("s", [Report(g)])
+    assert table.stats()[0].in_use == 0
+
+
+async def test_adaptive_hosts_grow_from_the_reported_samples() -> None:
+    table = SlotTable(["a"], [None], max_concurrency=8)
+    assert table.stats()[0].bound == 2 and table.stats()[0].mode == "adaptive"
+    for _ in range(6):
+        bound = table.stats()[0].bound
+        grants = await table.acquire("s", bound)
+        table.release("s", [Report(g, "ok", wall=0.01, queue=0.0) for g, _ in grants])
+    assert table.stats()[0].bound > 2  # no queueing reported: it found room for more
+    grants = await table.acquire("s", 1)
+    before = table.stats()[0].bound
+    table.release("s", [Report(grants[0][0], "busy")])
+    assert table.stats()[0].bound < before  # a 503 halves it
+
+
+def test_split_shares_and_settings_are_checked() -> None:
+    assert split_bounds([4, 1, None], 1, 2) == ([2, 1, None], [])
+    shares, warnings = split_bounds([1], 0, 3)
+    assert shares == [1] and "less than one each" in warnings[0]
+    assert normalize_hosts("a:1, b:2") == ["http://a:1", "http://b:2"]
+    assert normalize_hosts(["a:1"]) == ["http://a:1"]
+    with pytest.raises(RequestError, match="twice") as info:
+        normalize_hosts(["a:1", "http://a:1"])
+    assert info.value.field == "hosts"
+    with pytest.raises(RequestError) as info:
+        JobSlots.make("a", "m", share="split")
+    assert info.value.field == "actors"
+    with pytest.raises(RequestError) as info:
+        JobSlots.make(["a", "b"], "m", slots={"a": 2})
+    assert info.value.field == "slots"
+    one = JobSlots.make("a", "m", slots=2)
+    assert one.broker_name("j") == JobSlots.make(["a"], "m", slots=2).broker_name("j") != one.broker_name("k")
+
+
+def test_batches_in_each_format_come_back_as_typed_tables() -> None:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from ollama_async.ray._columns import column, ints, strings, vector_column, with_columns
+
+    new = {"v": vector_column(np.ones((2, 3), np.float32)), "n": ints([1, None]), "e": strings([None, None])}
+    for batch in ({"t": np.array(["a", "b"], dtype=object)}, pd.DataFrame({"t": ["a", "b"]}),
+                  pa.table({"t": ["a", "b"]})):
+        assert column(batch, "t") == ["a", "b"]
+        table = with_columns(batch, new)
+        assert table.column_names == ["t", "v", "n", "e"]
+        assert str(table.schema.field("v").type) == "fixed_size_list<item: float>[3]"
+        assert table.schema.field("n").type == pa.int64() and table.schema.field("e").type == pa.string()
+    nested = {"m": np.array([np.array([{"role": "user", "content": "hi"}], dtype=object)], dtype=object)}
+    assert column(nested, "m") == [[{"role": "user", "content": "hi"}]]  # plain lists and dicts for the client
+    with pytest.raises(RequestError, match="no column 'x'"):
+        column(nested, "x")
