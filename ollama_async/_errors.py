@@ -154,11 +154,17 @@ class IncompleteStreamError(StreamError):
 
 
 class OllamaConnectionError(OllamaError, ConnectionError):
-    """Could not reach the server, or the connection broke before any response arrived."""
+    """Could not reach the server, or the connection broke before any response arrived.
 
-    def __init__(self, message: str, *, method: str | None = None, url: str | None = None) -> None:
+    ``plain_http`` is True when an ``https://`` host answered the TLS handshake with something
+    that is not TLS: the server speaks plain HTTP there (as Ollama itself does).
+    """
+
+    def __init__(self, message: str, *, method: str | None = None, url: str | None = None,
+                 plain_http: bool = False) -> None:
         self.method = method
         self.url = url
+        self.plain_http = plain_http
         super().__init__(f"{message}{_where(method, url, None)}")
 
 

@@ -42,6 +42,11 @@ __all__ = [
     "transport_log",
 ]
 
+# A library's loggers get a NullHandler (the logging HOWTO's advice): the application decides
+# where records go, and an unconfigured app does not get WARNING lines on stderr from
+# logging's last-resort handler.
+logging.getLogger("ollama_async").addHandler(logging.NullHandler())
+
 transport_log = logging.getLogger("ollama_async.transport")
 limits_log = logging.getLogger("ollama_async.limits")
 streaming_log = logging.getLogger("ollama_async.streaming")

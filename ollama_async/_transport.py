@@ -12,6 +12,7 @@ import asyncio
 import email.utils
 import math
 import random
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterable, Callable, Mapping
@@ -417,6 +418,13 @@ class Transport:
                 model=call.model,
             )
         if isinstance(exc, httpx.ConnectError):
+            tls = _tls_failure(exc) if self.base_url.startswith("https://") else None
+            if tls is not None:
+                hint = ""
+                if tls == "plain":  # the reply was not TLS at all: most likely a plain-HTTP Ollama
+                    hint = f"; the server there speaks plain HTTP (as Ollama does), use http://{self.base_url[8:]}"
+                return OllamaConnectionError(f"the TLS handshake with {self.base_url} failed ({exc}){hint}",
+                                             method=call.method, url=url, plain_http=tls == "plain")
             return OllamaConnectionError(f"{CONNECTION_ERROR_MESSAGE} ({exc or type(exc).__name__})",
                                          method=call.method, url=url)
         return OllamaConnectionError(f"connection to {self.base_url} failed: {type(exc).__name__}: {exc}",
@@ -433,6 +441,23 @@ def _fast_auth_header(auth: httpx.Auth | None, base_url: str) -> bytes | Literal
     next(auth.auth_flow(probe))
     value = probe.headers.get("authorization")
     return None if value is None else b"Authorization: " + value.encode() + b"\r\n"
+
+
+#: What OpenSSL says when the peer's first bytes are not a TLS record (a plain-HTTP reply).
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "record layer failure", "PACKET_LENGTH_TOO_LONG",
+            "HTTP_REQUEST", "wrong version number")
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """``"plain"``: the TLS handshake got a reply that is not TLS; ``"tls"``: it failed otherwise
+    (a certificate, a protocol version); None: the failure was not in the TLS handshake."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen)
+        if isinstance(seen, ssl.SSLError) or "[SSL" in text:
+            return "plain" if any(word in text for word in _NOT_TLS) else "tls"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _timeout_of(exc: httpx.TimeoutException, phase: str, configured: Any) -> str:

@@ -567,6 +567,16 @@ def raw_exchange(sim: Simulator, payload: bytes) -> bytes:
             out += data
 
 
+def test_bytes_that_cannot_start_a_request_get_a_400_at_once(sim: Simulator) -> None:
+    # a TLS ClientHello (record type 0x16, no CRLF anywhere): refused on arrival, as Go's server
+    # does, not held until the client's connect timeout
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32))
+    reply = raw_exchange(sim, hello)  # returns when the simulator closes the connection
+    assert reply.startswith(b"HTTP/1.1 400 ") and b"malformed request line" in reply
+    assert raw_exchange(sim, b"\r\nGET /api/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(
+        b"HTTP/1.1 200 ")  # a stray CRLF before a request is still tolerated
+
+
 def test_raw_http_keep_alive_chunked_and_close(sim: Simulator) -> None:
     body = json.dumps({"model": "llama3.2", "prompt": "hi", "stream": False}).encode()
     chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)

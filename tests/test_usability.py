@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import ollama_async as oa
 from ollama_async import AsyncClient, OllamaTimeoutError, RequestError
 from ollama_async._host import parse_host
 from ollama_async.testing import Fault, Simulator
@@ -114,26 +115,37 @@ async def _serve_once(reply: bytes) -> tuple[int, asyncio.Server]:
 
 
 @pytest.mark.parametrize(("reply", "plain"), [
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", True),
-    # what a TLS server answers to plaintext: not a 200, so not "plain HTTP"
-    (b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n", False),
-    (b"\x15\x03\x01\x00\x02\x02\x46", False),  # a TLS alert
-    (b"", False),  # closed at once
+    # a plain-HTTP server's answer to a ClientHello (Go's server, and the simulator, send a 400)
+    (b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n", True),
+    (b"\x15\x03\x01\x00\x02\x02\x46", False),  # a TLS alert: TLS is spoken there, it failed otherwise
 ])
-async def test_plain_http_probe_answers_only_for_a_200(reply: bytes, plain: bool) -> None:
-    from ollama_async.cli._tls import speaks_plain_http
-
+async def test_https_against_a_non_tls_reply_says_the_tls_handshake_failed(reply: bytes, plain: bool) -> None:
     port, server = await _serve_once(reply)
     try:
-        assert await speaks_plain_http(f"https://127.0.0.1:{port}", timeout=5) is plain
+        async with oa.AsyncClient(f"https://127.0.0.1:{port}", max_retries=0, timeout=30) as client:
+            with pytest.raises(oa.OllamaConnectionError) as info:  # at once: not a connect timeout
+                await client.version()
     finally:
         server.close()
+    assert f"the TLS handshake with https://127.0.0.1:{port} failed" in str(info.value)
+    assert info.value.plain_http is plain
+    assert (f"use http://127.0.0.1:{port}" in str(info.value)) is plain
 
 
-async def test_plain_http_probe_against_a_closed_port_is_false() -> None:
-    from ollama_async.cli._tls import speaks_plain_http
+async def test_https_against_the_simulator_is_a_plain_http_error(sim: Simulator) -> None:
+    https = sim.url.replace("http://", "https://")
+    async with oa.AsyncClient(https, max_retries=0, timeout=30) as client:
+        with pytest.raises(oa.OllamaConnectionError) as info:
+            await client.generate("llama3.2", "x")
+    assert info.value.plain_http and f"use {sim.url}" in str(info.value)
 
+
+async def test_a_port_closed_at_once_is_no_tls_diagnosis() -> None:
     port, server = await _serve_once(b"")
-    server.close()
-    await server.wait_closed()
-    assert await speaks_plain_http(f"https://127.0.0.1:{port}", timeout=5) is False
+    try:
+        async with oa.AsyncClient(f"http://127.0.0.1:{port}", max_retries=0, timeout=30) as client:
+            with pytest.raises(oa.OllamaConnectionError) as info:
+                await client.version()
+    finally:
+        server.close()
+    assert not info.value.plain_http and "TLS" not in str(info.value)

@@ -48,7 +48,6 @@ from ._outputs import (
     write_output,
 )
 from ._progress import JobProgress
-from ._tls import plain_http_instead_of_tls
 
 __all__ = [
     "EXIT_FAILED_ITEMS",
@@ -141,13 +140,20 @@ async def check_server(client: AsyncClient, model: str | None = None, capability
     """Raise :class:`Fatal` unless the server answers and has ``model`` (with ``capability``)."""
     url = client.base_url
     try:
-        if await plain_http_instead_of_tls(url, lambda: client.with_options(max_retries=0).version(timeout=10)):
+        await client.with_options(max_retries=0).version(timeout=10)
+    except OllamaConnectionError as exc:
+        if exc.plain_http:
             raise Fatal(
                 EXIT_UNREACHABLE,
                 f"the TLS handshake with {url} failed: the server there speaks plain HTTP. "
                 f"Use --host {url.replace('https://', 'http://', 1)}",
-            )
-    except (OllamaConnectionError, OllamaTimeoutError) as exc:
+            ) from None
+        raise Fatal(
+            EXIT_UNREACHABLE,
+            f"cannot reach an Ollama server at {url} ({type(exc).__name__}). "
+            "Is `ollama serve` running? Pass --host or set OLLAMA_HOST.",
+        ) from None
+    except OllamaTimeoutError as exc:
         raise Fatal(
             EXIT_UNREACHABLE,
             f"cannot reach an Ollama server at {url} ({type(exc).__name__}). "

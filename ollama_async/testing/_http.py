@@ -71,6 +71,9 @@ def _header(head: bytes, lower: bytes, name: bytes) -> str | None:
     return head[start : end if end >= 0 else len(head)].strip().decode("latin-1")
 
 
+_CRLF = b"\r\n"
+
+
 class Request:
     """One parsed request. ``body`` is empty when the body was hashed instead of kept.
 
@@ -223,6 +226,14 @@ class Connection(asyncio.Protocol):
         while not self.closed and self._task is None:
             state = self._state
             if state == _HEAD:
+                while buf[:2] == _CRLF:  # empty lines before a request line are ignored (RFC 9112 2.2)
+                    del buf[:2]
+                if buf and not 65 <= buf[0] <= 90 and buf != b"\r":
+                    # a request line starts with a method (upper-case letters); anything else,
+                    # such as a TLS ClientHello (0x16), is refused at once, as Go's server does,
+                    # instead of waiting for a CRLF CRLF that never comes
+                    self._fail(400, "malformed request line")
+                    return
                 end = buf.find(b"\r\n\r\n")
                 if end < 0:
                     if len(buf) > MAX_HEADER_BYTES:
