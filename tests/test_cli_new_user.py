@@ -44,8 +44,9 @@ def test_bad_keep_alive_is_refused_at_parsing(sim: Simulator, tmp_path: Path, co
     proc = cli(command, str(src), "-m", EMB if command == "embed" else GEN, "-o", str(out), "--host", sim.url,
                "--keep-alive", value)
     assert proc.returncode == 2, proc.stderr
-    [line] = error_lines(proc)
+    [line] = proc.stderr.splitlines()  # one line: no usage block before it
     assert line.startswith(f"ollama-async {command}: error: argument --keep-alive:"), line
+    assert line.endswith(f"(see ollama-async {command} --help)"), line
     assert "not a duration" in line or "must be finite" in line, line
     assert not out.exists() and not Path(f"{out}.ckpt").exists()
 

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .._argparse import ArgumentParser
 from .._errors import RequestError
 from .._payloads import options_value
 from . import _args
@@ -166,7 +167,7 @@ def _job_parser(sub: Any, name: str, help_: str, description: str) -> argparse.A
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ollama-async`` parser with all subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="ollama-async",
         description="Bulk embeddings, batch generate/chat with resume, benchmarks and a demo for Ollama.",
         epilog=_EPILOG,

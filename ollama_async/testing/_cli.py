@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from .._argparse import ArgumentParser
 from ._faults import RANDOM_KINDS
 from ._handlers import App
 from ._models import ModelSpec, default_models, spec_from_options
@@ -72,7 +73,7 @@ def parse_model(text: str) -> ModelSpec:
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=prog,
         description="Run an Ollama-compatible simulator (deterministic models, scripted latency and faults).",
     )
