@@ -56,8 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME[:key=value,...]",
-        help="keys: kind, slots, load_ms, prompt_ms, token_ms, tokens, dim, embed_ms, context_length, "
-        "family, parameter_size, quantization_level, capabilities (a+b+c)",
+        help="keys: profile (independent, cpu, gpu: batched-decoding timings, other keys override), kind, "
+        "slots, load_ms, prompt_ms, prompt_token_ms, token_ms, contention, tokens, dim, embed_ms, "
+        "context_length, family, parameter_size, quantization_level, capabilities (a+b+c)",
     )
     p.add_argument("--max-queue", type=int, default=512, help="OLLAMA_MAX_QUEUE (default 512)")
     p.add_argument("--seed", type=int, default=0)
