@@ -162,6 +162,7 @@ class AdaptiveController:
         self._fails = 0  # decreases since the last increase that held: doubles the hold
         self._strikes = 0  # consecutive windows that did not beat the next lower bound
         self._busy_from = 0  # 503s of requests admitted before this epoch were already acted on
+        self._windows = 0  # full windows since the start or the last reload
         self.signal = "start"  # what the last change acted on: start, queue, gradient, growth, probe, reload, 503
         self.reason = f"initial bound {self.limit}"
 
@@ -190,7 +191,7 @@ class AdaptiveController:
         """The model was loaded again: its slots may differ; relearn from the current bound."""
         self._throughput.clear()
         self._slow_start = True
-        self._hold = self._fails = self._strikes = 0
+        self._hold = self._fails = self._strikes = self._windows = 0
         self._samples = []
         self.signal = "reload"
         self.reason = f"the model was loaded again ({load:.2f} s): relearning from {self.limit}"
@@ -204,7 +205,8 @@ class AdaptiveController:
         # Requests in flight on average: the bound itself while demand keeps it full.
         level = limit if saturated else sum(s.level for s in samples) / n
         queued = False
-        if all(s.queue is not None for s in samples):
+        has_queue = all(s.queue is not None for s in samples)
+        if has_queue:
             share = min(1.0, sum(s.queue or 0.0 for s in samples) / (wall * n))
             excess = level * share  # requests waiting inside the server, on average (Little)
             queued = excess >= 0.5
@@ -218,12 +220,35 @@ class AdaptiveController:
             # Demand filled the bound only part of the window (open-loop traffic): level / wall is
             # no measure of what this bound can do, so no gradient; growth only.
             return self._grow(limit, queued)
+        self._windows += 1
+        if self._windows == 1:
+            # The first full window after a start or a reload began with an idle server: its
+            # level / wall overstates the bound's throughput, so it is not remembered.
+            return self._grow(limit, queued) if has_queue else False
         known = self._throughput.get(limit)
         x = level / wall if known is None else 0.7 * known + 0.3 * level / wall
         self._throughput[limit] = x
         lower = max((b for b in self._throughput if b < limit), default=None)
+        if lower is None and limit > self.minimum:
+            higher = min((b for b in self._throughput if b > limit), default=None)
+            if higher is None:
+                if self._windows < 3:
+                    return False  # a short burst ends before this: it keeps the full start
+                # Nothing below to compare with: measure half this bound once, or a start above
+                # the knee (hardware saturated before the slots; or no queue breakdown at all, as
+                # embed replies) could never be found too many.
+                return self._set(max(limit // 2, self.minimum), "gradient",
+                                 f"nothing measured below {limit}: measuring {limit // 2} against it")
+            # Twice the bound must pay by 10 %: the round trip it hides is worth ~5 % at most.
+            needed = 1.0 + min(0.10, self._tolerance * (higher - limit) / limit)
+            if self._slow_start and self._throughput[higher] < x * needed:
+                self._slow_start = False  # twice as many gave no more: stay, probe one at a time
+                self._fails += 1
+                self._hold = 2
         if lower is not None:
-            needed = 1.0 + min(0.05, self._tolerance * (limit - lower) / lower)
+            # A doubling must pay by 10 %: the round trip hidden by more in flight is worth ~5 %.
+            cap = 0.10 if limit >= 2 * lower else 0.05
+            needed = 1.0 + min(cap, self._tolerance * (limit - lower) / lower)
             if x < self._throughput[lower] * needed:
                 self._strikes += 1
                 if self._strikes >= 2:  # two windows in a row: not one noisy window
