@@ -111,12 +111,14 @@ class AdaptiveController:
       slots stay full, and the first window's replies measure the excess exactly (next rule).
     - **Server queueing** (signal: the replies' ``queue``, ``total - load - prompt_eval - eval``,
       the server's own measure of slot wait; exact, unaffected by round trips or client load):
-      if on average half a request or more waited for a slot inside the server, the client
+      if on average a whole request or more waited for a slot inside the server, the client
       sends more than the server has slots. By Little's law, ``level * (1 - queue/wall)``
       requests in flight keep the server's slots just full, round trips included: take the
-      ``level * queue/wall`` requests that waited off the bound at once (rounded so that a slot
-      that would idle during the round trip gets one request pipelined). With open-loop traffic
-      (demand below the bound part of the time) that removes only the excess, not the idle time.
+      ``level * queue/wall`` requests that waited off the bound at once. Less than one waiting
+      on average is left to the gradient: that one request, there when a slot frees, hides the
+      client's round trip (worth a few % with short requests, nothing with long ones). With
+      open-loop traffic (demand below the bound part of the time) this removes only the
+      excess, not the idle time. Half a request or more waiting stops any growth.
     - **Throughput gradient** (signal: the client's wall time per request, ``level / wall`` by
       Little's law; the only one that also exists for replies without a breakdown, embed
       replies): throughput per bound is remembered as a moving average per bound, from windows
@@ -209,9 +211,12 @@ class AdaptiveController:
         if has_queue:
             share = min(1.0, sum(s.queue or 0.0 for s in samples) / (wall * n))
             excess = level * share  # requests waiting inside the server, on average (Little)
-            queued = excess >= 0.5
+            queued = excess >= 0.5  # enough waiting that more in flight would only wait too
             target = math.ceil(limit - excess - 0.1)
-            if queued and target < limit:
+            # Less than one request waiting on average is what hides the round trip (a slot
+            # that frees finds its next request already there): the gradient judges whether
+            # that is worth it. A whole request or more waiting only moves the client's queue.
+            if excess >= 1.0 and target < limit:
                 return self._decrease(target, "queue", f"{excess:.1f} requests on average waited for a "
                                       f"slot inside the server ({share:.0%} of their time)")
         if not saturated:
