@@ -122,12 +122,16 @@ class AdaptiveController:
     - **Throughput gradient** (signal: the client's wall time per request, ``level / wall`` by
       Little's law; the only one that also exists for replies without a breakdown, embed
       replies): throughput per bound is remembered as a moving average per bound, from windows
-      in which every request found the bound full (else level / wall measures the arrivals). A bound must
-      beat the next lower one visited by min(5 %, a quarter of the proportional gain), else
-      (two windows in a row) it steps back there: when only latency grows (hardware saturated
-      before the slots are), more in flight is not worth it. Batched decoding (each step slower
-      with more active slots) still gains with every slot up to the server's count (+8.5 % from
-      3 to 4 on the cpu profile), which passes that margin.
+      in which every request found the bound full (else level / wall measures the arrivals;
+      and not the first window after a start, which began with an idle server). A bound must
+      beat the next lower one visited by min(3 %, a quarter of the proportional gain; 10 % for
+      a doubling), else (two windows in a row) it steps back there: when only latency grows
+      (hardware saturated before the slots are), more in flight is not worth it. When nothing
+      below the bound was ever measured and the replies have no queue breakdown, the third
+      full window measures half of it once, so that a start above the slots is found out.
+      Batched decoding (each step slower with more active slots)
+      still gains with every slot up to the server's count (+8.5 % from 3 to 4 on the cpu
+      profile), which passes that margin.
     - **Growth**, while demand fills the bound and the server queues nothing: x2 per window at
       first (slow start, like TCP's), then +1 probes. After a decrease it waits 2, 4, 8, then 16
       windows before probing again, so the bound sits at the optimum and only now and then
@@ -219,6 +223,12 @@ class AdaptiveController:
             if excess >= 1.0 and target < limit:
                 return self._decrease(target, "queue", f"{excess:.1f} requests on average waited for a "
                                       f"slot inside the server ({share:.0%} of their time)")
+            if queued and saturated and not any(b < limit for b in self._throughput) and limit > self.minimum:
+                # Pipelining one may pay, but nothing below was measured to tell: one fewer, once
+                # (it only takes away a request that waited in the server), then the gradient.
+                self._slow_start = False
+                return self._set(limit - 1, "queue", f"{excess:.1f} requests on average waited inside the "
+                                 f"server: measuring {limit - 1} against {limit}")
         if not saturated:
             return False  # demand below the bound: nothing to learn about more or less
         if not all(s.full for s in samples):
@@ -226,22 +236,24 @@ class AdaptiveController:
             # no measure of what this bound can do, so no gradient; growth only.
             return self._grow(limit, queued)
         self._windows += 1
-        if self._windows == 1:
+        if self._windows == 1 and not has_queue:
             # The first full window after a start or a reload began with an idle server: its
-            # level / wall overstates the bound's throughput, so it is not remembered.
-            return self._grow(limit, queued) if has_queue else False
+            # level / wall overstates the bound's throughput when the bound is above the slots,
+            # which only the queue rule (not available here) would have seen.
+            return False
         known = self._throughput.get(limit)
         x = level / wall if known is None else 0.7 * known + 0.3 * level / wall
         self._throughput[limit] = x
         lower = max((b for b in self._throughput if b < limit), default=None)
-        if lower is None and limit > self.minimum:
+        if lower is None and not has_queue and limit > self.minimum:
             higher = min((b for b in self._throughput if b > limit), default=None)
             if higher is None:
                 if self._windows < 3:
                     return False  # a short burst ends before this: it keeps the full start
-                # Nothing below to compare with: measure half this bound once, or a start above
-                # the knee (hardware saturated before the slots; or no queue breakdown at all, as
-                # embed replies) could never be found too many.
+                # No queue breakdown (embed replies) and nothing below to compare with: measure
+                # half this bound once, or a start above the slots could never be found too
+                # many. (With the breakdown, the queue rule judges the start, and a probe down
+                # would cost open-loop traffic near capacity a backlog that takes long to drain.)
                 return self._set(max(limit // 2, self.minimum), "gradient",
                                  f"nothing measured below {limit}: measuring {limit // 2} against it")
             # Twice the bound must pay by 10 %: the round trip it hides is worth ~5 % at most.
@@ -251,8 +263,8 @@ class AdaptiveController:
                 self._fails += 1
                 self._hold = 2
         if lower is not None:
-            # A doubling must pay by 10 %: the round trip hidden by more in flight is worth ~5 %.
-            cap = 0.10 if limit >= 2 * lower else 0.05
+            # A doubling must pay by 10 %: the round trip hidden by more in flight is worth a few %.
+            cap = 0.10 if limit >= 2 * lower else 0.03
             needed = 1.0 + min(cap, self._tolerance * (limit - lower) / lower)
             if x < self._throughput[lower] * needed:
                 self._strikes += 1
