@@ -124,8 +124,8 @@ class AdaptiveController:
       replies): throughput per bound is remembered as a moving average per bound, from windows
       in which every request found the bound full (else level / wall measures the arrivals;
       and not the first window after a start, which began with an idle server). A bound must
-      beat the next lower one visited by min(3 %, a quarter of the proportional gain; 10 % for
-      a doubling), else (two windows in a row) it steps back there: when only latency grows
+      beat the next lower one visited by min(3 %, a quarter of the proportional gain; 5 % for
+      replies without a breakdown, 10 % for a doubling), else (two windows in a row) it steps back there: when only latency grows
       (hardware saturated before the slots are), more in flight is not worth it. When nothing
       below the bound was ever measured and the replies have no queue breakdown, the third
       full window measures half of it once, so that a start above the slots is found out.
@@ -233,8 +233,8 @@ class AdaptiveController:
             return False  # demand below the bound: nothing to learn about more or less
         if not all(s.full for s in samples):
             # Demand filled the bound only part of the window (open-loop traffic): level / wall is
-            # no measure of what this bound can do, so no gradient; growth only.
-            return self._grow(limit, queued)
+            # no measure of what this bound can do, so no gradient; and growth one at a time.
+            return self._grow(limit, queued, double=False)
         self._windows += 1
         if self._windows == 1 and not has_queue:
             # The first full window after a start or a reload began with an idle server: its
@@ -264,7 +264,8 @@ class AdaptiveController:
                 self._hold = 2
         if lower is not None:
             # A doubling must pay by 10 %: the round trip hidden by more in flight is worth a few %.
-            cap = 0.10 if limit >= 2 * lower else 0.03
+            # Without a queue breakdown nothing else bounds the drift upwards: a wider margin.
+            cap = 0.10 if limit >= 2 * lower else 0.03 if has_queue else 0.05
             needed = 1.0 + min(cap, self._tolerance * (limit - lower) / lower)
             if x < self._throughput[lower] * needed:
                 self._strikes += 1
@@ -278,11 +279,11 @@ class AdaptiveController:
                 self._fails = 0  # a new, higher bound paid off
         return self._grow(limit, queued)
 
-    def _grow(self, limit: int, queued: bool) -> bool:
+    def _grow(self, limit: int, queued: bool, *, double: bool = True) -> bool:
         if queued or self._hold > 0 or limit >= self.maximum:
             self._hold = max(0, self._hold - 1)
             return False
-        if self._slow_start:
+        if self._slow_start and double:
             return self._set(math.ceil(limit * self._growth), "growth",
                              f"demand filled {limit} and the server queued nothing: slow start")
         self._hold = 1  # judge a probe again on a settled window before going further
