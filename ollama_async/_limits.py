@@ -234,7 +234,7 @@ class AdaptiveController:
         if not all(s.full for s in samples):
             # Demand filled the bound only part of the window (open-loop traffic): level / wall is
             # no measure of what this bound can do, so no gradient; and growth one at a time.
-            return self._grow(limit, queued, double=False)
+            return self._grow(limit, queued, has_queue, double=False)
         self._windows += 1
         if self._windows == 1 and not has_queue:
             # The first full window after a start or a reload began with an idle server: its
@@ -277,17 +277,17 @@ class AdaptiveController:
             self._strikes = 0
             if known is None:
                 self._fails = 0  # a new, higher bound paid off
-        return self._grow(limit, queued)
+        return self._grow(limit, queued, has_queue)
 
-    def _grow(self, limit: int, queued: bool, *, double: bool = True) -> bool:
+    def _grow(self, limit: int, queued: bool, has_queue: bool, *, double: bool = True) -> bool:
         if queued or self._hold > 0 or limit >= self.maximum:
             self._hold = max(0, self._hold - 1)
             return False
+        why = f"demand filled {limit}" + (" and the server queued nothing" if has_queue else "")
         if self._slow_start and double:
-            return self._set(math.ceil(limit * self._growth), "growth",
-                             f"demand filled {limit} and the server queued nothing: slow start")
+            return self._set(math.ceil(limit * self._growth), "growth", f"{why}: slow start")
         self._hold = 1  # judge a probe again on a settled window before going further
-        return self._set(limit + 1, "probe", f"demand filled {limit} and the server queued nothing: probing one more")
+        return self._set(limit + 1, "probe", f"{why}: probing one more")
 
     def _decrease(self, target: int, signal: str, reason: str) -> bool:
         self._slow_start = False
