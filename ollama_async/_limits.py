@@ -17,8 +17,9 @@ Where the bound of a model comes from, first match wins:
 5. ``OLLAMA_NUM_PARALLEL`` from the environment (client and server on one machine);
 6. adaptive, the default.
 
-Adaptive mode (:class:`AdaptiveController`) starts at 2 in flight and looks for the server's
-effective parallelism from its own timings; ``max_concurrency`` caps it (default 64).
+Adaptive mode (:class:`AdaptiveController`) starts at 8 in flight and looks for the server's
+effective parallelism from its own timings; ``max_concurrency`` caps it (default 64). Each change
+is logged at DEBUG on the ``ollama_async.limits`` logger, and ``stats()`` says what it acted on.
 
 A 503 (the server's pending queue is full) closes a per-model *gate* for the backoff delay, so
 that every request for that model waits once, together, instead of each retrying on its own; in
@@ -28,6 +29,7 @@ adaptive mode it also halves the bound.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import time
@@ -60,6 +62,9 @@ ConcurrencyInput = int | Literal["auto"] | Mapping[str, Bound] | None
 
 _EMBED_PATHS = frozenset({"/api/embed", "/api/embeddings", "/v1/embeddings"})
 
+#: Every change of an adaptive bound is logged here at DEBUG, with the signal and the reason.
+log = logging.getLogger("ollama_async.limits")
+
 
 def model_key(model: str) -> str:
     """The server's identity of a model name: the tag defaults to ``latest``."""
@@ -80,7 +85,9 @@ class Sample:
     embed replies and stream leases). ``settled`` is False for a request admitted while requests
     of an older bound were still in flight: it measures the change, not the bound, and is skipped.
     ``full`` says the request found the bound full (it had to wait, or others were waiting):
-    demand exceeded the bound, so more in flight could have been used.
+    demand exceeded the bound, so more in flight could have been used. ``load`` is the reply's
+    ``load_duration``: a long one means this request (re)loaded the model, and a reloaded model
+    (or a restarted server) may have another number of slots.
     """
 
     level: int
@@ -88,33 +95,62 @@ class Sample:
     queue: float | None = None
     settled: bool = True
     full: bool = True
+    load: float = 0.0
 
 
 class AdaptiveController:
     """Finds the in-flight bound that gives the most throughput, from completed requests.
 
     Decisions are made once per *window*: ``max(4, limit)`` requests admitted under the current
-    bound once the requests of older bounds were gone (the others measure the transition).
+    bound once the requests of older bounds were gone (the others measure the transition). Each
+    rule says which of the server's signals drives it, and why that one:
 
-    - **Server queueing** (the replies' ``queue``): if on average half a request or more waited
-      for a slot inside the server, the client sends more than the server has slots. By Little's
-      law, ``level * (1 - queue/wall)`` requests in flight keep the server's slots just full,
-      round trips included: go straight to that (rounded up, so a slot that would idle during
-      the round trip gets one request pipelined).
-    - **Throughput gradient**: throughput per bound (``level / wall``, Little's law on the client
-      side) is remembered as a moving average per bound. A bound must beat the next lower one
-      visited by min(5 %, a quarter of the proportional gain), else (two windows in a row) it
-      steps back there: when only latency grows (hardware saturated before the slots are), more
-      in flight is not worth it. This rule also covers replies without a queue breakdown.
-    - **Growth**, while demand fills the bound: x2 per window at first (slow start, like TCP's;
-      it may overshoot to twice the slots for one window), then +1 probes. After a decrease it
-      waits 2, 4, 8, then 16 windows before probing again, so the bound sits at the optimum and
-      only now and then probes one above it.
-    - **503**: halve at once (once per bound).
+    - **Start at 8** (``initial``), not 2. Too few in flight costs throughput for as long as it
+      lasts (on a short burst, most of it), too many costs nothing but one window of requests
+      waiting inside the server instead of in the client: the server queues them FIFO, its
+      slots stay full, and the first window's replies measure the excess exactly (next rule).
+    - **Server queueing** (signal: the replies' ``queue``, ``total - load - prompt_eval - eval``,
+      the server's own measure of slot wait; exact, unaffected by round trips or client load):
+      if on average a whole request or more waited for a slot inside the server, the client
+      sends more than the server has slots. By Little's law, ``level * (1 - queue/wall)``
+      requests in flight keep the server's slots just full, round trips included: take the
+      ``level * queue/wall`` requests that waited off the bound at once. Less than one waiting
+      on average is left to the gradient: that one request, there when a slot frees, hides the
+      client's round trip (worth a few % with short requests, nothing with long ones). With
+      open-loop traffic (demand below the bound part of the time) this removes only the
+      excess, not the idle time. Half a request or more waiting stops any growth.
+    - **Throughput gradient** (signal: the client's wall time per request, ``level / wall`` by
+      Little's law; the only one that also exists for replies without a breakdown, embed
+      replies): throughput per bound is remembered as a moving average per bound, from windows
+      in which every request found the bound full (else level / wall measures the arrivals;
+      and not the first window after a start, which began with an idle server). A bound must
+      beat the next lower one visited by min(3 %, a quarter of the proportional gain; 5 % for
+      replies without a breakdown, 10 % for a doubling), else (two windows in a row) it steps back there: when only latency grows
+      (hardware saturated before the slots are), more in flight is not worth it. When nothing
+      below the bound was ever measured and the replies have no queue breakdown, the third
+      full window measures half of it once, so that a start above the slots is found out.
+      Batched decoding (each step slower with more active slots)
+      still gains with every slot up to the server's count (+8.5 % from 3 to 4 on the cpu
+      profile), which passes that margin.
+    - **Growth**, while demand fills the bound and the server queues nothing: x2 per window at
+      first (slow start, like TCP's), then +1 probes. After a decrease it waits 2, 4, 8, then 16
+      windows before probing again, so the bound sits at the optimum and only now and then
+      probes one above it (which, at worst, makes one request wait in the server).
+    - **Reload** (signal: a reply's ``load_duration`` longer than its work): the model was
+      loaded again, by a restart of the server or after an unload, perhaps with another
+      ``OLLAMA_NUM_PARALLEL``: what was learnt about bounds is forgotten and slow start begins
+      again from the current bound (the queue rule brings it down at once if there are fewer
+      slots now).
+    - **503** (signal: the status; the server's pending-load queue is full): halve at once
+      (once per bound).
+
+    The time to first byte is not used: it mixes the slot wait with prompt processing, while
+    the final reply's durations (streams included: their last chunk has them) separate the two.
+    ``signal`` and ``reason`` say what the last change acted on.
     """
 
     def __init__(
-        self, *, initial: int = 2, maximum: int = DEFAULT_MAX_CONCURRENCY, minimum: int = 1,
+        self, *, initial: int = 8, maximum: int = DEFAULT_MAX_CONCURRENCY, minimum: int = 1,
         window: int = 4, growth: float = 2.0, tolerance: float = 0.25,
     ) -> None:
         self.minimum = max(1, minimum)
@@ -132,9 +168,15 @@ class AdaptiveController:
         self._fails = 0  # decreases since the last increase that held: doubles the hold
         self._strikes = 0  # consecutive windows that did not beat the next lower bound
         self._busy_from = 0  # 503s of requests admitted before this epoch were already acted on
+        self._windows = 0  # full windows since the start or the last reload
+        self.signal = "start"  # what the last change acted on: start, queue, gradient, growth, probe, reload, 503
+        self.reason = f"initial bound {self.limit}"
 
     def observe(self, epoch: int, sample: Sample) -> bool:
         """Take one completed request's sample; True when the limit changed."""
+        if sample.load > 0.02 and sample.load > sample.wall - sample.load - (sample.queue or 0.0):
+            self._reloaded(sample.load)
+            return False
         if epoch != self.epoch or not sample.settled:
             return False
         self._samples.append(sample)
@@ -147,9 +189,18 @@ class AdaptiveController:
         """The server answered 503 to a request admitted in ``epoch``: halve (once)."""
         if epoch < self._busy_from:
             return False
-        changed = self._decrease(self.limit // 2)
+        changed = self._decrease(self.limit // 2, "503", "the server answered 503 (its load queue is full)")
         self._busy_from = self.epoch
         return changed
+
+    def _reloaded(self, load: float) -> None:
+        """The model was loaded again: its slots may differ; relearn from the current bound."""
+        self._throughput.clear()
+        self._slow_start = True
+        self._hold = self._fails = self._strikes = self._windows = 0
+        self._samples = []
+        self.signal = "reload"
+        self.reason = f"the model was loaded again ({load:.2f} s): relearning from {self.limit}"
 
     def _decide(self, samples: list[Sample]) -> bool:
         n, limit = len(samples), self.limit
@@ -159,47 +210,99 @@ class AdaptiveController:
         saturated = sum(1 for s in samples if s.full) * 2 >= n
         # Requests in flight on average: the bound itself while demand keeps it full.
         level = limit if saturated else sum(s.level for s in samples) / n
-        if all(s.queue is not None for s in samples):
+        queued = False
+        has_queue = all(s.queue is not None for s in samples)
+        if has_queue:
             share = min(1.0, sum(s.queue or 0.0 for s in samples) / (wall * n))
-            target = math.ceil(level * (1.0 - share) - 0.1)
-            if level * share >= 0.5 and target < limit:
-                return self._decrease(target)
+            excess = level * share  # requests waiting inside the server, on average (Little)
+            queued = excess >= 0.5  # enough waiting that more in flight would only wait too
+            target = math.ceil(limit - excess - 0.1)
+            # Less than one request waiting on average is what hides the round trip (a slot
+            # that frees finds its next request already there): the gradient judges whether
+            # that is worth it. A whole request or more waiting only moves the client's queue.
+            if excess >= 1.0 and target < limit:
+                return self._decrease(target, "queue", f"{excess:.1f} requests on average waited for a "
+                                      f"slot inside the server ({share:.0%} of their time)")
+            if queued and saturated and not any(b < limit for b in self._throughput) and limit > self.minimum:
+                # Pipelining one may pay, but nothing below was measured to tell: one fewer, once
+                # (it only takes away a request that waited in the server), then the gradient.
+                self._slow_start = False
+                return self._set(limit - 1, "queue", f"{excess:.1f} requests on average waited inside the "
+                                 f"server: measuring {limit - 1} against {limit}")
         if not saturated:
             return False  # demand below the bound: nothing to learn about more or less
+        if not all(s.full for s in samples):
+            # Demand filled the bound only part of the window (open-loop traffic): level / wall is
+            # no measure of what this bound can do, so no gradient; and growth one at a time.
+            return self._grow(limit, queued, has_queue, double=False)
+        self._windows += 1
+        if self._windows == 1 and not has_queue:
+            # The first full window after a start or a reload began with an idle server: its
+            # level / wall overstates the bound's throughput when the bound is above the slots,
+            # which only the queue rule (not available here) would have seen.
+            return False
         known = self._throughput.get(limit)
         x = level / wall if known is None else 0.7 * known + 0.3 * level / wall
         self._throughput[limit] = x
         lower = max((b for b in self._throughput if b < limit), default=None)
+        if lower is None and not has_queue and limit > self.minimum:
+            higher = min((b for b in self._throughput if b > limit), default=None)
+            if higher is None:
+                if self._windows < 3:
+                    return False  # a short burst ends before this: it keeps the full start
+                # No queue breakdown (embed replies) and nothing below to compare with: measure
+                # half this bound once, or a start above the slots could never be found too
+                # many. (With the breakdown, the queue rule judges the start, and a probe down
+                # would cost open-loop traffic near capacity a backlog that takes long to drain.)
+                return self._set(max(limit // 2, self.minimum), "gradient",
+                                 f"nothing measured below {limit}: measuring {limit // 2} against it")
+            # Twice the bound must pay by 10 %: the round trip it hides is worth ~5 % at most.
+            needed = 1.0 + min(0.10, self._tolerance * (higher - limit) / limit)
+            if self._slow_start and self._throughput[higher] < x * needed:
+                self._slow_start = False  # twice as many gave no more: stay, probe one at a time
+                self._fails += 1
+                self._hold = 2
         if lower is not None:
-            needed = 1.0 + min(0.05, self._tolerance * (limit - lower) / lower)
+            # A doubling must pay by 10 %: the round trip hidden by more in flight is worth a few %.
+            # Without a queue breakdown nothing else bounds the drift upwards: a wider margin.
+            cap = 0.10 if limit >= 2 * lower else 0.03 if has_queue else 0.05
+            needed = 1.0 + min(cap, self._tolerance * (limit - lower) / lower)
             if x < self._throughput[lower] * needed:
                 self._strikes += 1
                 if self._strikes >= 2:  # two windows in a row: not one noisy window
-                    return self._decrease(lower)
+                    gain = x / self._throughput[lower] - 1.0
+                    return self._decrease(lower, "gradient", f"{limit} in flight gave {gain:+.1%} throughput over "
+                                          f"{lower}, less than the {needed - 1:.1%} it must add")
                 return False
             self._strikes = 0
             if known is None:
                 self._fails = 0  # a new, higher bound paid off
-        if self._hold > 0 or limit >= self.maximum:
+        return self._grow(limit, queued, has_queue)
+
+    def _grow(self, limit: int, queued: bool, has_queue: bool, *, double: bool = True) -> bool:
+        if queued or self._hold > 0 or limit >= self.maximum:
             self._hold = max(0, self._hold - 1)
             return False
-        if self._slow_start:
-            return self._set(math.ceil(limit * self._growth))
+        why = f"demand filled {limit}" + (" and the server queued nothing" if has_queue else "")
+        if self._slow_start and double:
+            return self._set(math.ceil(limit * self._growth), "growth", f"{why}: slow start")
         self._hold = 1  # judge a probe again on a settled window before going further
-        return self._set(limit + 1)
+        return self._set(limit + 1, "probe", f"{why}: probing one more")
 
-    def _decrease(self, target: int) -> bool:
+    def _decrease(self, target: int, signal: str, reason: str) -> bool:
         self._slow_start = False
         self._fails += 1
         self._hold = min(2**self._fails, 16)
-        return self._set(min(target, self.limit - 1))
+        return self._set(min(target, self.limit - 1), signal, reason)
 
-    def _set(self, limit: int) -> bool:
+    def _set(self, limit: int, signal: str, reason: str) -> bool:
         limit = min(max(limit, self.minimum), self.maximum)
         self._samples = []
         self._strikes = 0
         if limit == self.limit:
             return False
+        self.signal = signal
+        self.reason = f"{self.limit} -> {limit}: {reason}"
         self.limit = limit
         self.epoch += 1
         self.adjustments += 1
@@ -216,6 +319,10 @@ class LimitStats:
     ``limit`` is the bound now; ``mode`` says where it comes from: ``"fixed"`` (an int, per model
     or for all, or ``OLLAMA_NUM_PARALLEL``), ``"adaptive"`` or ``"embed-only"``.
     ``wait_*`` is time spent in the client waiting for a slot (and for a 503 gate).
+    In adaptive mode ``signal`` is what the controller last acted on (``start``, ``queue``: the
+    server's slot wait from the replies' durations; ``gradient``: throughput per bound;
+    ``growth``/``probe``: demand filled the bound and the server queued nothing; ``reload``: the
+    model was loaded again; ``503``) and ``reason`` says why, in words.
     """
 
     limit: int
@@ -228,21 +335,25 @@ class LimitStats:
     wait_max: float = 0.0
     busy_signals: int = 0
     adjustments: int = 0
+    signal: str = ""
+    reason: str = ""
 
     @property
     def wait_mean(self) -> float:
         return self.wait_total / self.acquired if self.acquired else 0.0
 
 
-def _timings(reply: object) -> tuple[int | None, int | None]:
-    """``(total_duration, queue_duration)`` of a reply, in ns; queue only for generate/chat."""
+def _timings(reply: object) -> tuple[int | None, int | None, int | None]:
+    """``(total, queue, load)`` durations of a reply, in ns; queue only for generate/chat."""
     total = getattr(reply, "total_duration", None)
     if not isinstance(total, int):
-        return None, None
+        return None, None, None
+    load = getattr(reply, "load_duration", None)
+    load = load if isinstance(load, int) else None
     if getattr(reply, "eval_duration", None) is None and getattr(reply, "prompt_eval_duration", None) is None:
-        return total, None  # embed replies have no breakdown: total - load is not a queue wait
+        return total, None, load  # embed replies have no breakdown: total - load is not a queue wait
     queue = getattr(reply, "queue_duration", None)
-    return total, queue if isinstance(queue, int) else None
+    return total, queue if isinstance(queue, int) else None, load
 
 
 class Lease:
@@ -274,9 +385,10 @@ class Lease:
         if self._released:
             return
         self._released = True
+        load_ns = None
         if reply is not None:
-            server_ns, queue_ns = _timings(reply)
-        self._limiter._release(self, server_ns, queue_ns, busy)
+            server_ns, queue_ns, load_ns = _timings(reply)
+        self._limiter._release(self, server_ns, queue_ns, busy, load_ns)
 
 
 class ModelLimiter:
@@ -286,6 +398,9 @@ class ModelLimiter:
                  explicit: bool = False) -> None:
         self.controller = controller
         self.stats = LimitStats(limit=controller.limit if controller else limit, mode=mode)
+        self.name = ""  # the model's name:tag, for the log (set by Limits)
+        if controller is not None:
+            self.stats.signal, self.stats.reason = controller.signal, controller.reason
         self.explicit = explicit  # set per model: never probed, never overridden
         self.kind_known = explicit
         self._capacity: anyio.CapacityLimiter | None = None  # made lazily: needs a running loop
@@ -311,6 +426,7 @@ class ModelLimiter:
         """Switch to a fixed bound (an embedding-only model found out by the probe)."""
         self.controller = None
         self.stats.mode = mode
+        self.stats.signal, self.stats.reason = "", ""
         self.set_limit(limit)
 
     async def acquire(self) -> Lease:
@@ -360,7 +476,9 @@ class ModelLimiter:
         """Seconds until the 503 gate opens (0 when open)."""
         return max(0.0, self._gate_until - time.monotonic())
 
-    def _release(self, lease: Lease, server_ns: int | None, queue_ns: int | None, busy: bool) -> None:
+    def _release(
+        self, lease: Lease, server_ns: int | None, queue_ns: int | None, busy: bool, load_ns: int | None = None
+    ) -> None:
         self.stats.in_flight -= 1
         epochs = self._epochs
         left = epochs.pop(lease.epoch, 1) - 1
@@ -376,11 +494,19 @@ class ModelLimiter:
         elif server_ns is not None:
             wall = time.monotonic() - lease.started
             queue = queue_ns / 1e9 if queue_ns is not None else None
-            changed = controller.observe(lease.epoch, Sample(lease.level, wall, queue, lease.settled, lease.full))
+            load = load_ns / 1e9 if load_ns else 0.0
+            changed = controller.observe(
+                lease.epoch, Sample(lease.level, wall, queue, lease.settled, lease.full, load)
+            )
         else:
             return
+        stats = self.stats
+        if controller.reason is not stats.reason:  # a change, or a reload that reset what was learnt
+            stats.signal, stats.reason = controller.signal, controller.reason
+            log.debug("%s: bound %d, %d in flight, %s: %s", self.name or "model", controller.limit,
+                      stats.in_flight, controller.signal, controller.reason)
         if changed:
-            self.stats.adjustments = controller.adjustments
+            stats.adjustments = controller.adjustments
             self.set_limit(controller.limit)
 
 
@@ -432,6 +558,7 @@ class Limits:
             if limiter is None:
                 bound = self._per_model.get(key)
                 limiter = self._make(self._default if bound is None else bound, bound is not None)
+                limiter.name = key
                 self._limiters[key] = limiter
             self._limiters[model] = limiter
         return limiter

@@ -98,8 +98,8 @@ def describe_limiter(stats: LimitStats) -> str:
     line = (f"client limiter: {stats.mode}, limit {stats.limit}, peak {stats.max_in_flight} in flight, "
             f"mean wait for a slot {stats.wait_mean * 1000:.1f} ms")
     if stats.mode == "adaptive" and stats.max_in_flight > stats.limit:
-        line += (f"\n   (adaptive mode doubled its bound while probing, up to {stats.max_in_flight} in flight, saw the"
-                 f" extra requests queue inside the server and settled on {stats.limit})")
+        line += (f"\n   (adaptive mode tried up to {stats.max_in_flight} in flight, saw the extra requests queue"
+                 f" inside the server and settled on {stats.limit}" + (f": {stats.reason})" if stats.reason else ")"))
     return line
 
 

@@ -84,9 +84,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME[:key=value,...]",
-        help="keys: kind, slots, load_ms, prompt_ms, prompt_token_ms, token_ms, tokens, dim, embed_ms, context_length, "
-        "family, parameter_size, quantization_level, capabilities (a+b+c). Default: llama3.2 (4 slots, "
-        "20 ms prompt, 10 ms/token) and nomic-embed-text",
+        help="keys: profile (independent, cpu, gpu: batched-decoding timings, other keys override), kind, "
+        "slots, load_ms, prompt_ms, prompt_token_ms, token_ms, contention, tokens, dim, embed_ms, "
+        "context_length, family, parameter_size, quantization_level, capabilities (a+b+c). Default: "
+        "llama3.2 (4 slots, 20 ms prompt, 10 ms/token) and nomic-embed-text",
     )
     p.add_argument("--max-queue", type=_non_negative_int, default=512, help="OLLAMA_MAX_QUEUE (default 512)")
     p.add_argument("--seed", type=int, default=0)

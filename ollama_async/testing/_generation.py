@@ -2,9 +2,11 @@
 
 A :class:`Generation` is planned from the request (deterministic tokens, ``num_predict`` and
 context limits, ``format``, ``think``, ``logprobs``) and then run while holding one of the
-model's slots: prompt latency, then one token per ``token_ms``, one NDJSON chunk per token, and
-a final chunk with the measured metrics (nanoseconds; zero values omitted, as the real server
-does).
+model's slots: prompt latency (``prompt_ms`` + ``prompt_token_ms`` per prompt token), then one
+token per ``token_ms``, one NDJSON chunk per token, and a final chunk with the measured metrics
+(nanoseconds; zero values omitted, as the real server does). A model with ``contention`` shares
+its decode steps among the active requests (:mod:`._batching`), so each one runs slower the
+more are active.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ._batching import Batch
 from ._faults import Fault
 from ._http import NDJSON_CT, Connection
 from ._instructions import calls_tool, instructed_json, tool_arguments
@@ -186,19 +189,41 @@ class Generation:
         sched = self.scheduler
         fault = self.fault
         slots = await sched.acquire_slot(runner)
+        batch = runner.batch
         held = True
+        joined = False
         try:
             t_slot = time.perf_counter_ns()
-            start = asyncio.get_running_loop().time()
-            if self.prompt_ms > 0:
-                await sleep_until(start + self.prompt_ms / 1000.0)
-            t_prompt = time.perf_counter_ns()
+            prompt_s = self.prompt_ms / 1000.0  # spec.prompt_ms + prompt_token_ms per uncached token
+            n = len(self.think_pieces) + len(self.pieces)
             hide_content = self.tool_calls is not None
-            if stream:
-                await self._stream(conn, model, chat, hide_content)
+            if batch is not None:
+                # Batched decoding: the prompt and every token take steps shared with the others.
+                origin = batch.join() + prompt_s
+                joined = True
+                if stream:
+                    await batch.until(origin)
+                    t_prompt = time.perf_counter_ns()
+                    await self._stream(conn, model, chat, hide_content, batch, origin)
+                    t_end = time.perf_counter_ns()
+                else:
+                    work = prompt_s + n * spec.token_ms / 1000.0
+                    await batch.until(origin - prompt_s + work)
+                    t_end = time.perf_counter_ns()
+                    # One wait for the whole reply; the prompt's share of it, in proportion.
+                    t_prompt = t_slot + int((t_end - t_slot) * (prompt_s / work)) if work > 0 else t_end
+                joined = False
+                batch.leave()
             else:
-                await self._pace(start + self.prompt_ms / 1000.0, len(self.think_pieces) + len(self.pieces))
-            t_end = time.perf_counter_ns()
+                start = asyncio.get_running_loop().time()
+                if prompt_s > 0:
+                    await sleep_until(start + prompt_s)
+                t_prompt = time.perf_counter_ns()
+                if stream:
+                    await self._stream(conn, model, chat, hide_content, None, 0.0)
+                else:
+                    await self._pace(start + prompt_s, n)
+                t_end = time.perf_counter_ns()
             final = self._final(
                 model, chat, stream, prompt_text, ctx_in, t0, t_loaded, t_slot, t_prompt, t_end
             )
@@ -219,6 +244,8 @@ class Generation:
         except StreamAborted as exc:
             await self._out.abort(exc)
         finally:
+            if joined and batch is not None:
+                batch.leave()
             if held:
                 sched.release_slot(runner, slots)
 
@@ -244,7 +271,10 @@ class Generation:
 
         return make
 
-    async def _stream(self, conn: Connection, model: str, chat: bool, hide_content: bool) -> None:
+    async def _stream(
+        self, conn: Connection, model: str, chat: bool, hide_content: bool, batch: Batch | None, origin: float
+    ) -> None:
+        """One chunk per token; with ``batch``, token ``i`` is due at ``origin + i * token`` of its work."""
         conn.start_stream(200, NDJSON_CT)
         out = self._out = NdjsonStream(conn, self.fault, self._long_line(model, chat))
         token_s = self.spec.token_ms / 1000.0
@@ -257,7 +287,9 @@ class Generation:
         events: list[tuple[bool, str]] = [(True, p) for p in self.think_pieces]
         events += [(False, p) for p in self.pieces]
         for thinking, piece in events:
-            if token_s > 0 and start + (i + 1) * token_s > loop.time():
+            if batch is not None:
+                await batch.until(origin + (i + 1) * token_s)
+            elif token_s > 0 and start + (i + 1) * token_s > loop.time():
                 await sleep_until(start + (i + 1) * token_s)
             i += 1
             if hide_content and not thinking:

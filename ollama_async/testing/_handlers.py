@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
+from ._batching import spend
 from ._faults import BUSY_TEXT, Fault
 from ._generation import INPUT_TOO_LONG, Generation, now_rfc3339, tool_calls
 from ._http import JSON_CT, Connection, Request
@@ -354,8 +355,7 @@ class App(ManagementHandlers):
             dims = body.get("dimensions") or 0
             slots = await self.scheduler.acquire_slot(runner)
             try:
-                if spec.embed_ms > 0:
-                    await asyncio.sleep(spec.embed_ms * len(texts) / 1000.0)
+                await spend(runner.batch, spec.embed_ms * len(texts) / 1000.0)
                 cache = self.embed_cache
                 dim = spec.dim
                 parts = [b'{"model":' + dumps(raw_model) + b',"embeddings":[']
@@ -400,8 +400,7 @@ class App(ManagementHandlers):
                 raise ApiError(500, INPUT_TOO_LONG)
             slots = await self.scheduler.acquire_slot(runner)
             try:
-                if spec.embed_ms > 0:
-                    await asyncio.sleep(spec.embed_ms / 1000.0)
+                await spend(runner.batch, spec.embed_ms / 1000.0)
                 vec = vector_list(embedding_floats(prompt, spec.dim))
             finally:
                 self.scheduler.release_slot(runner, slots)

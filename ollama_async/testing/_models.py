@@ -49,6 +49,20 @@ class ModelSpec:
     parameter_size: str = "1B"
     quantization_level: str = "Q4_K_M"
     capabilities: tuple[str, ...] | None = None
+    contention: float = 0.0
+
+    @classmethod
+    def from_profile(cls, profile: str, name: str, **overrides: Any) -> ModelSpec:
+        """A model that times like one of the :data:`PROFILES` (``"cpu"``, ``"gpu"``, ``"independent"``).
+
+        ``overrides`` win over the profile's values, e.g. a smaller ``token_ms`` to scale a
+        benchmark down in time while keeping the profile's shape (contention, slots).
+        """
+        try:
+            values = PROFILES[profile]
+        except KeyError:
+            raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}") from None
+        return cls(name=name, **{**values, **overrides})
 
     def __post_init__(self) -> None:
         if self.kind not in ("generate", "embed"):
@@ -59,7 +73,9 @@ class ModelSpec:
             raise ValueError("ModelSpec.slots must be >= 1")
         if self.tokens < 0 or self.dim < 1 or self.context_length < 1:
             raise ValueError("ModelSpec.tokens must be >= 0, dim and context_length >= 1")
-        for name in ("load_ms", "prompt_ms", "prompt_token_ms", "token_ms", "embed_ms"):
+        if not 0.0 <= self.contention <= 4.0:
+            raise ValueError("ModelSpec.contention must be between 0 and 4")
+        for name in ("load_ms", "prompt_ms", "token_ms", "embed_ms", "prompt_token_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ModelSpec.{name} must be >= 0")
         if self.kind == "embed" and self.slots != 1:
@@ -88,6 +104,24 @@ class ModelSpec:
     def digest(self) -> str:
         """A stable hex digest (64 chars) derived from the canonical name."""
         return hashlib.sha256(canonical_name(self.name).encode()).hexdigest()
+
+
+#: Server timing profiles for :meth:`ModelSpec.from_profile`.
+#:
+#: ``cpu``: Gemma 3 270M on 2 CPU cores, ``OLLAMA_NUM_PARALLEL=4`` (Ollama v0.33): one stream
+#: ~65 tokens/s (15.4 ms a token), four at ~29 tokens/s each, so a step of four takes
+#: 34.5 / 15.4 = 2.24x a step of one: ``contention = (2.24 - 1) / 3 = 0.41``. 24 generates of 32
+#: tokens through a bound of 4 then take 6 x 32 x 34.5 ms = 6.6 s (measured: 6.7 s), 64 take
+#: 17.7 s (measured: 17.6 s). Prompt eval: ~2 ms per token measured on short prompts.
+#: ``gpu``: 8 slots, a step of eight barely slower than one (``contention`` 0.03), faster tokens.
+#: ``independent``: every slot at full speed whatever the others do (the simulator's default).
+PROFILES: dict[str, dict[str, Any]] = {
+    "independent": {"contention": 0.0},
+    "cpu": {"slots": 4, "token_ms": 15.4, "contention": 0.41, "prompt_ms": 4.0, "prompt_token_ms": 1.5,
+            "tokens": 32},
+    "gpu": {"slots": 8, "token_ms": 6.0, "contention": 0.03, "prompt_ms": 2.0, "prompt_token_ms": 0.1,
+            "tokens": 32},
+}
 
 
 @dataclass(frozen=True)
@@ -243,10 +277,15 @@ def model_size(parameter_size: str, quantization_level: str) -> int:
 def spec_from_options(name: str, options: dict[str, str]) -> ModelSpec:
     """Build a spec from ``key=value`` strings (the CLI's ``--model`` syntax)."""
     ints = {"slots", "tokens", "dim", "context_length"}
-    floats = {"load_ms", "prompt_ms", "prompt_token_ms", "token_ms", "embed_ms"}
+    floats = {"load_ms", "prompt_ms", "token_ms", "embed_ms", "contention", "prompt_token_ms"}
     strs = {"kind", "family", "parameter_size", "quantization_level"}
     kwargs: dict[str, Any] = {}
+    profile = options.get("profile")
+    if profile is not None and profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
     for key, raw in options.items():
+        if key == "profile":
+            continue
         if key in ints or key in floats:
             try:
                 kwargs[key] = int(raw) if key in ints else float(raw)
@@ -263,6 +302,8 @@ def spec_from_options(name: str, options: dict[str, str]) -> ModelSpec:
         kwargs.setdefault("family", "nomic-bert")
         kwargs.setdefault("parameter_size", "137M")
         kwargs.setdefault("quantization_level", "F16")
+    if profile is not None:
+        return ModelSpec.from_profile(profile, name, **kwargs)
     return ModelSpec(name=name, **kwargs)
 
 

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Protocol
 
+from ._batching import Batch
 from ._models import ModelSpec, StatsCounter
 
 
@@ -71,6 +72,7 @@ class Runner:
     """The loaded state of one model (the real server's ``runnerRef``)."""
 
     __slots__ = (
+        "batch",
         "context_length",
         "draining",
         "expires_at",
@@ -91,6 +93,7 @@ class Runner:
         self.loaded = False
         self.load_opts: tuple[object, ...] = ()
         self.slots = Slots(spec.slots)
+        self.batch = _batch(spec)
         self.refs = 0
         self.keep_alive_s = keep_alive_s
         self.expires_at = 0.0
@@ -125,6 +128,7 @@ class Scheduler:
             r.idle_waiters = []
             r.unload_handle = None
             r.slots = Slots(r.spec.slots)
+            r.batch = _batch(r.spec)
             r.stats.in_flight = 0
             r.stats.waiting = 0
 
@@ -176,6 +180,7 @@ class Scheduler:
         r.draining = False
         r.load_opts = load_opts
         r.slots = Slots(r.spec.slots)
+        r.batch = _batch(r.spec)
         num_ctx = load_opts[0] if load_opts else None
         r.context_length = num_ctx if isinstance(num_ctx, int) and num_ctx > 0 else r.spec.context_length
         r.stats.add("loads")
@@ -258,6 +263,11 @@ class Scheduler:
 
 
 FOREVER_S = float("inf")
+
+
+def _batch(spec: ModelSpec) -> Batch | None:
+    """The shared decode steps of a model whose slots slow each other down; None for independent slots."""
+    return Batch(spec.contention) if spec.contention > 0 and spec.slots > 1 else None
 
 
 def _expiry(keep_alive_s: float) -> float:
