@@ -207,7 +207,7 @@ class Generation:
                     await self._stream(conn, model, chat, hide_content, batch, origin)
                     t_end = time.perf_counter_ns()
                 else:
-                    work = prompt_s + n * spec.token_ms / 1000.0
+                    work = prompt_s + n * self.spec.token_ms / 1000.0
                     await batch.until(origin - prompt_s + work)
                     t_end = time.perf_counter_ns()
                     # One wait for the whole reply; the prompt's share of it, in proportion.
