@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from ollama_async import RequestError
+from ollama_async._limits import AdaptiveController
 from ollama_async.ray._config import JobSlots, normalize_hosts
 from ollama_async.ray._slots import DOWN_MIN, Report, SlotTable, split_bounds
 
@@ -109,13 +110,14 @@ async def test_a_cancelled_acquire_gives_its_grants_back() -> None:
 
 
 async def test_adaptive_hosts_grow_from_the_reported_samples() -> None:
-    table = SlotTable(["a"], [None], max_concurrency=8)
-    assert table.stats()[0].bound == 2 and table.stats()[0].mode == "adaptive"
-    for _ in range(6):
+    table = SlotTable(["a"], [None], max_concurrency=64)
+    start = table.stats()[0].bound
+    assert start == AdaptiveController().limit and table.stats()[0].mode == "adaptive"  # the controller's start
+    for _ in range(12):  # windows of full bounds, no queueing: slow start doubles after the first ones
         bound = table.stats()[0].bound
-        grants = await table.acquire("s", bound)
+        grants = await table.acquire("s", 2 * bound)  # more rows waiting than the bound: every grant finds it full
         table.release("s", [Report(g, "ok", wall=0.01, queue=0.0) for g, _ in grants])
-    assert table.stats()[0].bound > 2  # no queueing reported: it found room for more
+    assert table.stats()[0].bound > start  # no queueing reported: it found room for more
     grants = await table.acquire("s", 1)
     before = table.stats()[0].bound
     table.release("s", [Report(grants[0][0], "busy")])

@@ -126,7 +126,7 @@ class SlotTable:
     """Grants of every host's slots for one model (see the module docstring).
 
     ``bounds[i]`` is host *i*'s slot count (``margin`` is added), or ``None`` for adaptive (the
-    controller starts at 2 and never goes above ``max_concurrency``). Use it from one event loop.
+    controller starts as the client's does and never goes above ``max_concurrency``). Use it from one event loop.
     """
 
     def __init__(
@@ -287,7 +287,7 @@ class SlotTable:
             waiter = waiters.popleft()
             if waiter.future.done():
                 continue
-            full = bool(waiters)
+            full = bool(waiters) or len(waiter.got) + 1 < waiter.want  # demand beyond this grant: the bound is full
             waiter.got.append(self._grant(waiter.session, host_index, full))
             if len(waiter.got) >= waiter.want:
                 waiter.future.set_result(waiter.got)
