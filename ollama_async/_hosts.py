@@ -30,6 +30,7 @@ import anyio
 from ._errors import RequestError
 from ._host import parse_host
 from ._limits import ConcurrencyInput, Limits, LimitStats
+from ._log import hosts_log
 from ._transport import RetryPolicy, Transport
 
 __all__ = ["EJECT_AFTER", "Health", "Host", "HostInput", "HostState", "Member", "as_host"]
@@ -101,9 +102,10 @@ HealthState = Literal["healthy", "ejected", "probing", "half-open"]
 class Health:
     """The circuit breaker of one host (see the module docstring)."""
 
-    __slots__ = ("ejections", "errors", "failures", "last_error", "probing", "state", "until")
+    __slots__ = ("ejections", "errors", "failures", "last_error", "name", "probing", "state", "until")
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "") -> None:
+        self.name = name  # the host's URL, for the log lines of its state changes
         self.state: HealthState = "healthy"
         self.failures = 0  # in a row
         self.errors = 0  # in all
@@ -126,6 +128,7 @@ class Health:
         if self.state == "half-open":
             self.state = "healthy"
             self.ejections = 0
+            hosts_log.info("host %s is healthy again: a request succeeded after its re-admission", self.name)
 
     def failure(self, reason: str, *, eject: bool = False) -> None:
         """A failure another host could have avoided; ``eject`` at once (connection refused)."""
@@ -140,13 +143,18 @@ class Health:
     def eject(self) -> None:
         backoff = min(BACKOFF_MAX, BACKOFF_BASE * 2.0 ** self.ejections)
         self.ejections += 1
+        was = self.state
         self.state = "ejected"
         self.until = time.monotonic() + backoff
+        # the failure's kind, not its text: an error text may quote a reply (see _log.py)
+        hosts_log.warning("host %s ejected (%s, %d failures in a row); probed again in %.1fs", self.name,
+                          "again on trial" if was == "half-open" else "was healthy", self.failures, backoff)
 
     def readmit(self) -> None:
         """The probe got an answer: requests may come again, on trial."""
         self.state = "half-open"
         self.failures = 0
+        hosts_log.info("host %s answered its probe: re-admitted on trial (half-open)", self.name)
 
 
 @dataclass(frozen=True)
@@ -185,7 +193,7 @@ class Member:
         self.routed = without_retries(transport)  # the router's: it retries on another host instead
         self.limits = transport.limits
         self.retired: list[Transport] = []  # pools replaced by a fresh one on re-admission
-        self.health = Health()
+        self.health = Health(self.url)
         self.weight = float(host.weight)
         self.models: set[str] | None = None  # model_key names from /api/tags
         self.loaded: set[str] = set()  # from /api/ps, and every model that just answered here

@@ -6,6 +6,7 @@ simulators on their own ports, stopped and restarted as a dying server would be.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,7 +179,8 @@ def test_prompt_cache_reuses_the_longest_prefix_per_slot() -> None:
 # -- health -----------------------------------------------------------------------------------
 
 
-async def test_ejection_and_readmission(fast_backoff: None) -> None:
+async def test_ejection_and_readmission(fast_backoff: None, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="ollama_async.hosts")
     with Fleet([[spec(2)], [spec(2)]]) as fleet:
         async with oa.AsyncClient(host=fleet.urls) as client:
             await client.generate(M, "x")
@@ -197,6 +199,12 @@ async def test_ejection_and_readmission(fast_backoff: None) -> None:
             assert all(isinstance(r, oa.GenerateResponse) for r in results)
             assert requests(fleet, 0) > 0  # it gets work again
             assert state(client, fleet.urls[0]).state == "healthy"
+    # each change of the host's state is logged, in order, and names the host
+    events = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "ollama_async.hosts"]
+    assert events[0][0] == logging.WARNING and events[0][1].startswith(f"host {fleet.urls[0]} ejected (was healthy")
+    assert (logging.INFO, f"host {fleet.urls[0]} answered its probe: re-admitted on trial (half-open)") in events
+    assert events[-1] == (logging.INFO,
+                          f"host {fleet.urls[0]} is healthy again: a request succeeded after its re-admission")
 
 
 async def test_server_errors_eject_after_a_few_and_fail_over() -> None:
