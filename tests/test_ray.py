@@ -183,13 +183,16 @@ def test_a_server_that_dies_and_returns_loses_no_row(ray_local: None, fleet: lis
     revived: list[Simulator] = []
 
     failures: list[BaseException] = []
+    survivor_served: list[int] = []  # the live host's request count when the outage began and ended
 
     def outage() -> None:
         deadline = time.monotonic() + 30
         while dying.stats(GEN).requests < 20 and time.monotonic() < deadline:
             time.sleep(0.01)
         dying.stop()  # open connections drop: requests in flight fail over
+        survivor_served.append(fleet[0].stats(GEN).requests)
         time.sleep(1.0)
+        survivor_served.append(fleet[0].stats(GEN).requests)
         for _ in range(50):  # the port may take a moment to be free again
             back = Simulator(_models(), port=port)
             try:
@@ -214,7 +217,10 @@ def test_a_server_that_dies_and_returns_loses_no_row(ray_local: None, fleet: lis
     assert sorted(r["id"] for r in rows) == list(range(400))
     assert [r["error"] for r in rows if r["error"]] == []
     stats = ray.get(slot_broker(hosts, GEN, slots=2, margin=1, job=job).stats.remote())
-    assert stats[1]["downs"] >= 1 and stats[0]["granted"] > stats[1]["granted"], stats
+    assert stats[1]["downs"] >= 1, stats
+    # while one host was down the job went on on the other (grant totals are no measure of this:
+    # attempts that fail on the dying host count as grants too, and it is back for most of the job)
+    assert survivor_served[1] > survivor_served[0], (survivor_served, stats)
     assert revived, f"the simulator could not listen on port {port} again: {failures}"
     assert revived[0].stats(GEN).requests > 0, stats  # probed and used again once it was back
 
