@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._batching import Batch
+from ._batching import Batch, sleep_until
 from ._faults import Fault
 from ._http import NDJSON_CT, Connection
 from ._instructions import calls_tool, instructed_json, tool_arguments
@@ -40,25 +40,6 @@ INPUT_TOO_LONG = "the input length exceeds the context length"
 _THINK_SALT = 0x5DEECE66D
 _THINK_FACTOR = {True: 0.5, "low": 0.25, "medium": 0.5, "high": 1.0, "max": 2.0}
 _sec_cache: list[Any] = [0, ""]
-
-
-#: How late the event loop's timers fire, learnt as they fire (asyncio's epoll selector rounds
-#: every wait up to a whole millisecond, and a busy loop adds its own delay). Aiming that much
-#: early keeps the mean service time equal to the model's configured latency at any load, which
-#: throughput benchmarks divide by.
-_lateness = 0.0005
-
-
-async def sleep_until(deadline: float) -> None:
-    """Sleep until ``deadline`` (event-loop time), accurate on average to well under 1 ms."""
-    global _lateness
-    loop = asyncio.get_running_loop()
-    target = deadline - _lateness
-    delay = target - loop.time()
-    if delay > 0:
-        await asyncio.sleep(delay)
-        late = loop.time() - target
-        _lateness = min(0.005, max(0.0, 0.9 * _lateness + 0.1 * late))
 
 
 def now_rfc3339() -> str:

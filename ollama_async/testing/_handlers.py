@@ -356,16 +356,18 @@ class App(ManagementHandlers):
             slots = await self.scheduler.acquire_slot(runner)
             try:
                 await spend(runner.batch, spec.embed_ms * len(texts) / 1000.0)
-                cache = self.embed_cache
-                dim = spec.dim
-                parts = [b'{"model":' + dumps(raw_model) + b',"embeddings":[']
-                comma = b","
-                for t in texts:
-                    parts.append(cache.encoded(t, dim, int(dims)))
-                    parts.append(comma)
-                parts.pop()
             finally:
                 self.scheduler.release_slot(runner, slots)
+            # The reply is written after the slot is free, as Ollama's server encodes the runner's
+            # floats while the runner already computes the next request: the slot is model time only.
+            cache = self.embed_cache
+            dim = spec.dim
+            parts = [b'{"model":' + dumps(raw_model) + b',"embeddings":[']
+            comma = b","
+            for t in texts:
+                parts.append(cache.encoded(t, dim, int(dims)))
+                parts.append(comma)
+            parts.pop()
             t_end = time.perf_counter_ns()
             parts.append(
                 b'],"total_duration":%d,"load_duration":%d,"prompt_eval_count":%d}'
@@ -401,9 +403,9 @@ class App(ManagementHandlers):
             slots = await self.scheduler.acquire_slot(runner)
             try:
                 await spend(runner.batch, spec.embed_ms / 1000.0)
-                vec = vector_list(embedding_floats(prompt, spec.dim))
             finally:
                 self.scheduler.release_slot(runner, slots)
+            vec = vector_list(embedding_floats(prompt, spec.dim))
             send_reply(conn, dumps({"embedding": vec}), fault)
 
 
