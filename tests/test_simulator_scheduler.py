@@ -255,3 +255,36 @@ async def test_stats_api(anyio_backend: str) -> None:
         sim.remove_model("late")
         assert (await c.post("/api/generate", json={"model": "late", "prompt": "x"})).status_code == 404
         assert sim.stats("m").requests == 0
+
+
+def test_a_handed_over_slot_is_the_waiters_from_the_hand_over_and_stays_counted_in_flight() -> None:
+    """Slots.release stamps the hand-over: the waiter's work starts then, not when its coroutine
+    next runs (a loop busy encoding the previous reply delays that), and in_flight never dips."""
+    import asyncio
+
+    from ollama_async.testing._models import StatsCounter
+    from ollama_async.testing._scheduler import Slots
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stats = StatsCounter()
+        slots = Slots(1, stats)
+        slots.free -= 1
+        stats.slot_acquired()  # the first request holds the one slot
+        waiter = asyncio.ensure_future(slots.wait())
+        cancelled = asyncio.ensure_future(slots.wait())
+        await asyncio.sleep(0)
+        released_at = loop.time()
+        slots.release()
+        assert stats.snapshot().in_flight == 1 and stats.snapshot().requests == 2
+        time.sleep(0.05)  # noqa: ASYNC251 - on purpose: the loop is busy before the waiter runs again
+        since = await waiter
+        assert released_at <= since < released_at + 0.01 < loop.time() - 0.04
+        slots.release()  # handed to the second waiter, which is cancelled before it runs
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        snap = stats.snapshot()  # passed on to nobody: free again, counted once, not in flight
+        assert (snap.in_flight, snap.requests, slots.free) == (0, 2, 1)
+
+    asyncio.run(main())

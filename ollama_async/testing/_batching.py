@@ -132,11 +132,13 @@ class Batch:
         self._arm(loop)
 
 
-async def spend(batch: Batch | None, seconds: float) -> None:
-    """Do ``seconds`` of solo work in one go (an embedding): in the batch if there is one, else sleep."""
+async def spend(batch: Batch | None, seconds: float, since: float | None = None) -> None:
+    """Do ``seconds`` of solo work in one go (an embedding): in the batch if there is one, else
+    sleep, counted from ``since`` (loop time: when the slot became the request's) if given."""
     if batch is None:
         if seconds > 0:  # compensated as generation's sleeps are: a 32 ms embed takes 32 ms under load too
-            await sleep_until(asyncio.get_running_loop().time() + seconds)
+            loop = asyncio.get_running_loop()
+            await sleep_until((loop.time() if since is None else since) + seconds)
         return
     start = batch.join()
     try:

@@ -169,7 +169,7 @@ class Generation:
         runner = self.runner
         sched = self.scheduler
         fault = self.fault
-        slots = await sched.acquire_slot(runner)
+        slots, since = await sched.acquire_slot(runner)
         batch = runner.batch
         held = True
         joined = False
@@ -196,7 +196,7 @@ class Generation:
                 joined = False
                 batch.leave()
             else:
-                start = asyncio.get_running_loop().time()
+                start = since
                 if prompt_s > 0:
                     await sleep_until(start + prompt_s)
                 t_prompt = time.perf_counter_ns()

@@ -353,9 +353,9 @@ class App(ManagementHandlers):
                     n = ctx
                 total_tokens += n
             dims = body.get("dimensions") or 0
-            slots = await self.scheduler.acquire_slot(runner)
+            slots, since = await self.scheduler.acquire_slot(runner)
             try:
-                await spend(runner.batch, spec.embed_ms * len(texts) / 1000.0)
+                await spend(runner.batch, spec.embed_ms * len(texts) / 1000.0, since)
             finally:
                 self.scheduler.release_slot(runner, slots)
             # The reply is written after the slot is free, as Ollama's server encodes the runner's
@@ -400,9 +400,9 @@ class App(ManagementHandlers):
                 raise ApiError(500, NO_EMBEDDINGS)
             if count_tokens(prompt) > runner.context_length:
                 raise ApiError(500, INPUT_TOO_LONG)
-            slots = await self.scheduler.acquire_slot(runner)
+            slots, since = await self.scheduler.acquire_slot(runner)
             try:
-                await spend(runner.batch, spec.embed_ms / 1000.0)
+                await spend(runner.batch, spec.embed_ms / 1000.0, since)
             finally:
                 self.scheduler.release_slot(runner, slots)
             vec = vector_list(embedding_floats(prompt, spec.dim))

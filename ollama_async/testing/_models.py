@@ -164,19 +164,19 @@ class StatsCounter:
     waiting: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def slot_acquired(self, waited_s: float | None) -> None:
+    def slot_acquired(self) -> None:
+        """A request took a free slot (one handed over is counted by ``Slots.release``)."""
         with self.lock:
             self.requests += 1
             self.in_flight += 1
             if self.in_flight > self.max_in_flight:
                 self.max_in_flight = self.in_flight
-            if waited_s is not None:
-                self.queue_waits += 1
-                self.queue_wait_s += waited_s
 
-    def slot_released(self) -> None:
+    def queue_waited(self, waited_s: float) -> None:
+        """A request that waited for its slot got it (already counted in flight at the hand-over)."""
         with self.lock:
-            self.in_flight -= 1
+            self.queue_waits += 1
+            self.queue_wait_s += waited_s
 
     def add(self, name: str, value: int = 1) -> None:
         with self.lock:

@@ -37,35 +37,47 @@ class QueueFull(Exception):
 
 
 class Slots:
-    """A FIFO counting semaphore that hands a released slot straight to the oldest waiter."""
+    """A FIFO counting semaphore that hands a released slot straight to the oldest waiter.
 
-    __slots__ = ("free", "waiters")
+    It keeps the model's ``in_flight`` count: a slot handed over stays counted, so the count
+    never dips between one request and the next it was handed to.
+    """
 
-    def __init__(self, capacity: int) -> None:
+    __slots__ = ("free", "stats", "waiters")
+
+    def __init__(self, capacity: int, stats: StatsCounter) -> None:
         self.free = capacity
-        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.stats = stats
+        self.waiters: deque[asyncio.Future[float]] = deque()
 
-    async def wait(self) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def wait(self) -> float:
+        """Wait for a slot; returns the loop time at which it was handed over (see :meth:`release`)."""
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self.waiters.append(fut)
         try:
-            await fut
+            return await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
-                self.release()  # the slot was handed over as we were cancelled: pass it on
+                self.stats.add("requests", -1)  # handed over as we were cancelled: it never ran here
+                self.release()  # pass it on
             else:
                 with contextlib.suppress(ValueError):
                     self.waiters.remove(fut)
             raise
 
     def release(self) -> None:
+        """Free a slot, or hand it to the oldest waiter, stamped with the time of the hand-over:
+        the waiter's work starts then (as a real runner's next sequence does), not when its
+        coroutine next runs, which a busy loop (encoding the previous reply) can delay."""
         waiters = self.waiters
         while waiters:
             fut = waiters.popleft()
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(fut.get_loop().time())
+                self.stats.add("requests")
                 return
         self.free += 1
+        self.stats.add("in_flight", -1)
 
 
 class Runner:
@@ -92,7 +104,7 @@ class Runner:
         self.stats = stats
         self.loaded = False
         self.load_opts: tuple[object, ...] = ()
-        self.slots = Slots(spec.slots)
+        self.slots = Slots(spec.slots, stats)
         self.batch = _batch(spec)
         self.refs = 0
         self.keep_alive_s = keep_alive_s
@@ -127,7 +139,7 @@ class Scheduler:
             r.draining = False
             r.idle_waiters = []
             r.unload_handle = None
-            r.slots = Slots(r.spec.slots)
+            r.slots = Slots(r.spec.slots, r.stats)
             r.batch = _batch(r.spec)
             r.stats.in_flight = 0
             r.stats.waiting = 0
@@ -179,7 +191,7 @@ class Scheduler:
         r.loaded = True
         r.draining = False
         r.load_opts = load_opts
-        r.slots = Slots(r.spec.slots)
+        r.slots = Slots(r.spec.slots, r.stats)
         r.batch = _batch(r.spec)
         num_ctx = load_opts[0] if load_opts else None
         r.context_length = num_ctx if isinstance(num_ctx, int) and num_ctx > 0 else r.spec.context_length
@@ -240,26 +252,26 @@ class Scheduler:
 
     # --- slots -------------------------------------------------------------------------------
 
-    async def acquire_slot(self, r: Runner) -> Slots:
-        """Wait (FIFO, unbounded) for one of the model's slots; returns the slot pool to release."""
+    async def acquire_slot(self, r: Runner) -> tuple[Slots, float]:
+        """Wait (FIFO, unbounded) for one of the model's slots; returns the slot pool to release
+        and the loop time from which the slot is this request's."""
         slots = r.slots
         if slots.free > 0 and not slots.waiters:
             slots.free -= 1
-            r.stats.slot_acquired(None)
-            return slots
-        t0 = time.perf_counter()
+            r.stats.slot_acquired()
+            return slots, asyncio.get_running_loop().time()
+        t0 = asyncio.get_running_loop().time()
         r.stats.add("waiting")
         try:
-            await slots.wait()
+            since = await slots.wait()  # counted in flight from the hand-over, by the releaser
         finally:
             r.stats.add("waiting", -1)
-        r.stats.slot_acquired(time.perf_counter() - t0)
-        return slots
+        r.stats.queue_waited(since - t0)
+        return slots, since
 
     @staticmethod
     def release_slot(r: Runner, slots: Slots) -> None:
         slots.release()
-        r.stats.slot_released()
 
 
 FOREVER_S = float("inf")
