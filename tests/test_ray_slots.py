@@ -162,3 +162,93 @@ def test_batches_in_each_format_come_back_as_typed_tables() -> None:
     assert column(nested, "m") == [[{"role": "user", "content": "hi"}]]  # plain lists and dicts for the client
     with pytest.raises(RequestError, match="no column 'x'"):
         column(nested, "x")
+
+
+async def test_a_renewed_grant_stays_in_use_and_never_lets_a_waiter_past_the_bound() -> None:
+    table = SlotTable(["a"], [1], margin=0)
+    ((g, host),) = await table.acquire("s1", 1)
+    assert table.renewable(host)
+    other = asyncio.ensure_future(table.acquire("s2", 1))
+    await asyncio.sleep(0.01)
+    table.release("s1", [Report(g, "ok", 0.1, None, renew=True)])  # s1 sent its next request on it
+    await asyncio.sleep(0.01)
+    assert not other.done()  # the slot never became free
+    (stats,) = table.stats()
+    assert (stats.in_use, stats.max_in_use, stats.granted) == (1, 1, 2)
+    table.release("s1", [Report(g, "ok")])  # the renewed request ends: now the waiter gets it
+    ((_, host2),) = await asyncio.wait_for(other, 1)
+    assert host2 == 0 and table.stats()[0].in_use == 1
+    table.drop("s2")
+    assert table.stats()[0].in_use == 0
+    ((g3, _),) = await table.acquire("s3", 1)
+    table.drop("s3")  # a renewal reported after its session is gone frees nothing twice, takes nothing
+    table.release("s3", [Report(g3, "ok", renew=True)])
+    assert table.stats()[0].in_use == 0
+
+
+async def test_adaptive_hosts_are_not_renewable() -> None:
+    table = SlotTable(["a", "b"], [None, 2])
+    assert (table.renewable(0), table.renewable(1)) == (False, True)
+
+
+class _Remote:
+    def __init__(self, fn: object) -> None:
+        self.remote = fn
+
+
+class _FakeBroker:
+    """The broker's remote methods, in this loop: acquire grants from a table, record releases."""
+
+    def __init__(self, table: SlotTable) -> None:
+        self.table = table
+        self.released: list[list[tuple[int, str, float | None, float | None, bool]]] = []
+
+        async def acquire(session: str, owner: str, want: int) -> list[tuple[int, int, bool]]:
+            return [(g, h, table.renewable(h)) for g, h in await table.acquire(session, want, owner)]
+
+        def release(session: str, reports: list[tuple[int, str, float | None, float | None, bool]]) -> None:
+            self.released.append(reports)
+            table.release(session, [Report(*r) for r in reports])  # type: ignore[arg-type]
+
+        self.acquire = _Remote(acquire)
+        self.release = _Remote(release)
+        self.heartbeat = _Remote(lambda *a: None)
+
+        async def leave(session: str) -> None:
+            table.drop(session)
+
+        self.leave = _Remote(leave)
+
+
+@pytest.mark.parametrize("bound", [1, None])
+async def test_an_actor_passes_a_good_fixed_grant_to_its_next_row_and_tells_the_broker(bound: int | None) -> None:
+    from ollama_async.ray._grants import BrokerSlots
+
+    table = SlotTable(["a"], [bound], max_concurrency=1)
+    broker = _FakeBroker(table)
+    slots = BrokerSlots(broker)
+    first = await slots.acquire()
+    nxt = asyncio.ensure_future(slots.acquire())
+    await asyncio.sleep(0.01)
+    assert not nxt.done()
+    slots.release(first, "ok", 0.05)
+    await asyncio.sleep(0.01)
+    second = await asyncio.wait_for(nxt, 1)
+    renewed = bound is not None  # an adaptive bound is the broker's to hand out again
+    assert (second.id == first.id) is renewed and slots.renewed == int(renewed)
+    assert [r[4] for batch in broker.released for r in batch] == [renewed]
+    assert table.stats()[0].max_in_use == 1
+    third = asyncio.ensure_future(slots.acquire())
+    await asyncio.sleep(0.01)
+    slots.release(second, "error")  # not a success: back to the broker, which grants it anew
+    await asyncio.wait_for(third, 1)
+    assert slots.renewed == int(renewed) and table.stats()[0].max_in_use == 1
+    await slots.aclose()
+
+
+async def test_a_grant_given_back_unused_frees_its_slot_and_is_not_counted_as_granted() -> None:
+    table = SlotTable(["a"], [2])
+    (g1, _), (g2, _) = await table.acquire("s", 2)
+    table.release("s", [Report(g1, "ok"), Report(g2, "unused")])
+    (stats,) = table.stats()
+    assert (stats.in_use, stats.granted) == (0, 1)

@@ -51,11 +51,13 @@ class SlotBroker:
                 ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
                 return
 
-    async def acquire(self, session: str, owner: str, want: int) -> list[tuple[int, int]]:
-        """Wait for at least one free slot; up to ``want`` grants ``(grant, host index)``."""
-        return await self._started().acquire(session, want, owner)
+    async def acquire(self, session: str, owner: str, want: int) -> list[tuple[int, int, bool]]:
+        """Wait for at least one free slot; up to ``want`` grants ``(grant, host index, renewable)``."""
+        table = self._started()
+        return [(g, h, table.renewable(h)) for g, h in await table.acquire(session, want, owner)]
 
-    async def release(self, session: str, reports: list[tuple[int, Outcome, float | None, float | None]]) -> None:
+    async def release(self, session: str,
+                      reports: list[tuple[int, Outcome, float | None, float | None, bool]]) -> None:
         self._started().release(session, [Report(*r) for r in reports])
 
     async def heartbeat(self, session: str, owner: str) -> None:

@@ -3,7 +3,12 @@
 :class:`BrokerSlots` talks to the job's broker and keeps its traffic low: whatever number of rows
 wait, one ``acquire`` call is outstanding per actor, asking for as many grants as rows wait; the
 grants that finish in the same event-loop tick go back in one fire-and-forget ``release``; a
-heartbeat every ``ttl / 3`` seconds keeps the session alive. :class:`LocalSlots` holds the
+heartbeat every ``ttl / 3`` seconds keeps the session alive. A grant that ends well while rows
+of this actor wait is *renewed*: it goes straight to the next row (same host, same slot) and the
+broker is told in the same ``release``, so that a freed slot is never idle for the two calls
+(release, then the broker's answer to a waiting acquire) that giving it back would take. Only
+grants of a fixed bound are renewable: an adaptive bound may have shrunk meanwhile, which only
+the broker knows. :class:`LocalSlots` holds the
 actor's own share of the slots (the split mode) in a local table, with no traffic at all.
 """
 
@@ -28,6 +33,7 @@ class Grant:
 
     id: int
     host: int
+    renewable: bool = False  # the host's bound is fixed: the actor may pass the grant on itself
 
 
 class Slots(Protocol):
@@ -81,7 +87,8 @@ class BrokerSlots:
         self._ttl = ttl
         self._waiters: deque[asyncio.Future[Grant]] = deque()
         self._pump: asyncio.Task[None] | None = None
-        self._reports: list[tuple[int, Outcome, float | None, float | None]] = []
+        self._reports: list[tuple[int, Outcome, float | None, float | None, bool]] = []
+        self.renewed = 0
         self._flush_scheduled = False
         self._heart: asyncio.Task[None] | None = None
 
@@ -97,7 +104,7 @@ class BrokerSlots:
             return await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():  # granted just as we were cancelled
-                self.release(future.result(), "error")
+                self.release(future.result(), "unused")
             raise
 
     async def _run_pump(self) -> None:
@@ -115,17 +122,26 @@ class BrokerSlots:
             except Exception:  # the broker restarting: ask again shortly
                 await asyncio.sleep(0.2)
                 continue
-            for grant_id, host in got:
-                grant = Grant(grant_id, host)
+            for grant_id, host, renewable in got:
+                grant = Grant(grant_id, host, renewable)
                 while waiters and waiters[0].done():
                     waiters.popleft()
                 if waiters:
                     waiters.popleft().set_result(grant)
                 else:
-                    self.release(grant, "error")  # nobody wants it any more
+                    self.release(grant, "unused")  # nobody wants it any more (renewals served them)
 
     def release(self, grant: Grant, outcome: Outcome, wall: float | None = None, queue: float | None = None) -> None:
-        self._reports.append((grant.id, outcome, wall, queue))
+        renew = False
+        if outcome == "ok" and grant.renewable:
+            waiters = self._waiters
+            while waiters and waiters[0].done():
+                waiters.popleft()
+            if waiters:
+                waiters.popleft().set_result(grant)
+                renew = True
+                self.renewed += 1
+        self._reports.append((grant.id, outcome, wall, queue, renew))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)

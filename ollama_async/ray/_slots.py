@@ -12,6 +12,9 @@ Failures it handles:
   out for a cool-down (0.5 s, doubling to 8 s); then it gets one probe request at a time until one
   succeeds. Meanwhile grants go to the other hosts; with every host down, requests wait for the
   first probe.
+- **A renewed grant.** An actor may pass a grant of a fixed bound that ended well straight to its
+  next request (``Report.renew``): the table accounts for the finished request and the new one
+  in one step, so the slot stays in use and the bound holds.
 - **An actor that dies.** Every grant belongs to a *session*: one per actor incarnation. A
   session that has not been heard of for ``ttl`` seconds is reaped and its grants freed; a new
   session of the same *owner* (a restarted Ray actor keeps its id) frees the old one's at once.
@@ -34,8 +37,9 @@ from .._limits import DEFAULT_MAX_CONCURRENCY, AdaptiveController, Sample
 
 __all__ = ["DOWN_MAX", "DOWN_MIN", "HostStats", "Outcome", "Report", "SlotTable"]
 
-#: How a granted request ended: fine, 503, the host unreachable, or any other error.
-Outcome = Literal["ok", "busy", "down", "error"]
+#: How a granted request ended: fine, 503, the host unreachable, any other error, or never sent
+#: (the actor had no row for it any more: not counted in ``granted``).
+Outcome = Literal["ok", "busy", "down", "error", "unused"]
 
 #: Cool-down of a host after a connection failure: the first, and the most after doubling.
 DOWN_MIN = 0.5
@@ -51,6 +55,7 @@ class Report:
     outcome: Outcome = "ok"
     wall: float | None = None
     queue: float | None = None
+    renew: bool = False  # the actor already sent the next request on this grant
 
 
 @dataclass
@@ -222,8 +227,15 @@ class SlotTable:
         """Grants are done; their outcome and timings feed the health and adaptive state."""
         self.touch(session)
         for report in reports:
+            grant = self._grants.get(report.grant)
             self._free(report.grant, report)
+            if report.renew and grant is not None and grant.session in self._sessions:
+                self._grant(grant.session, grant.host, True, grant.id)  # in use again, never free between
         self._dispatch()
+
+    def renewable(self, host_index: int) -> bool:
+        """Whether the actors may renew grants of this host themselves (a fixed bound)."""
+        return self._hosts[host_index].controller is None
 
     def _give_back(self, grants: list[tuple[int, int]]) -> None:
         for grant_id, _ in grants:
@@ -242,6 +254,9 @@ class SlotTable:
         if left:
             host.epochs[grant.epoch] = left
         if report is None:
+            return
+        if report.outcome == "unused":
+            host.granted = max(0, host.granted - 1)
             return
         if report.outcome == "down":
             self._mark_down(host)
@@ -300,7 +315,7 @@ class SlotTable:
         if waiters:
             self._wake_later(now)
 
-    def _grant(self, session: str, host_index: int, full: bool) -> tuple[int, int]:
+    def _grant(self, session: str, host_index: int, full: bool, grant_id: int | None = None) -> tuple[int, int]:
         host = self._hosts[host_index]
         controller = host.controller
         epoch = controller.epoch if controller is not None else 0
@@ -309,7 +324,7 @@ class SlotTable:
         host.max_in_use = max(host.max_in_use, host.in_use)
         settled = all(e == epoch for e in host.epochs)
         host.epochs[epoch] = host.epochs.get(epoch, 0) + 1
-        grant = _Grant(next(self._ids), host_index, session, epoch, host.in_use, settled,
+        grant = _Grant(next(self._ids) if grant_id is None else grant_id, host_index, session, epoch, host.in_use, settled,
                        full or host.in_use >= host.bound)
         self._grants[grant.id] = grant
         self._sessions[session].grants.add(grant.id)
