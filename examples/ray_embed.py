@@ -33,7 +33,7 @@ def main() -> None:
         ds = ray.data.from_items([{"id": i, "text": f"document number {i}"} for i in range(2_000)])
         settings = {"hosts": hosts, "model": model, "slots": 1, "batch_size": 32, "job": "example"}
         ds = ds.map_batches(OllamaEmbed, fn_constructor_kwargs=settings,
-                            compute=ray.data.ActorPoolStrategy(size=2), batch_size=256)
+                            compute=ray.data.ActorPoolStrategy(size=2), batch_size=1024)
         rows = ds.take_all()  # or ds.write_parquet("vectors/")
 
         failed = [r for r in rows if r["error"] is not None]
