@@ -128,7 +128,8 @@ class AsyncClient:
         concurrency: the bound on requests in flight per model: an int, ``"auto"`` (adaptive:
             found from the server's own timings) or ``{model: int | "auto"}``; default
             ``OLLAMA_NUM_PARALLEL`` from the environment, else adaptive. Embedding-only models get
-            1 (the server gives them one slot) unless named in the mapping.
+            2 (the one slot the server gives them, and one request waiting for it) unless named
+            in the mapping.
         max_concurrency: the most the adaptive mode may ever send at once per model (default 64).
         affinity: with several hosts, keep each chat conversation on the server that has its
             prompt cache (a key from its first messages); ``False`` turns that off.

@@ -10,8 +10,11 @@ Where the bound of a model comes from, first match wins:
 
 1. ``concurrency={"model": n}`` (or ``{"model": "auto"}``): an explicit per-model setting;
 2. an embedding-only model (found out once per model from ``/api/show`` capabilities, the first
-   time it is called through ``/api/embed``, ``/api/embeddings`` or ``/v1/embeddings``): 1, since the server forces
-   one slot for those;
+   time it is called through ``/api/embed``, ``/api/embeddings`` or ``/v1/embeddings``):
+   :data:`EMBED_ONLY_BOUND` (2): the one slot the server forces for those, plus one request
+   waiting in the server, so that the slot does not idle for the round trip between a reply and
+   the next request (embed requests are short: 85 % of the server's capacity with 1 in flight,
+   99 % with 2, ``benchmarks/bench_embed_slot.py``);
 3. ``concurrency=n``: a fixed bound for every model;
 4. ``concurrency="auto"``: adaptive (below);
 5. ``OLLAMA_NUM_PARALLEL`` from the environment (client and server on one machine);
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
+    "EMBED_ONLY_BOUND",
     "AdaptiveController",
     "ConcurrencyInput",
     "Lease",
@@ -56,6 +60,9 @@ __all__ = [
 
 #: Adaptive mode never goes above this unless ``max_concurrency=`` says otherwise.
 DEFAULT_MAX_CONCURRENCY = 64
+
+#: In flight for an embedding-only model: its one slot and one request waiting for it.
+EMBED_ONLY_BOUND = 2
 
 Bound = int | Literal["auto"]
 ConcurrencyInput = int | Literal["auto"] | Mapping[str, Bound] | None
@@ -592,7 +599,7 @@ class Limits:
                 return  # no answer (connection): try again on the next call
             limiter.kind_known = True
             if "embedding" in caps and "completion" not in caps:
-                limiter.make_fixed(1, "embed-only")
+                limiter.make_fixed(EMBED_ONLY_BOUND, "embed-only")
 
     def stats(self) -> dict[str, LimitStats]:
         """Per model (``name:tag``), a snapshot of what its limiter saw so far."""

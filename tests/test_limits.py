@@ -294,13 +294,14 @@ async def test_plain_calls_from_200_tasks_never_exceed_the_bound(slow_sim: Simul
 
 
 @pytest.mark.anyio
-async def test_embedding_only_models_get_one_slot_unless_named(slow_sim: Simulator) -> None:
+async def test_embedding_only_models_get_their_slot_and_one_waiting_unless_named(slow_sim: Simulator) -> None:
     async with AsyncClient(slow_sim.url, concurrency=8) as client:
         async with anyio.create_task_group() as tg:
             for i in range(20):
                 tg.start_soon(client.embed, "emb", f"text {i}")
         stats = client.limits.stats()["emb:latest"]
-        assert stats.mode == "embed-only" and stats.limit == 1 and stats.max_in_flight == 1
+        assert stats.mode == "embed-only" and stats.limit == 2 and stats.max_in_flight == 2
+        assert slow_sim.stats("emb").max_in_flight == 1  # the server's one slot: the second one waited there
         await client.generate("gen", "x")  # a generate model is not probed, and keeps the bound
         assert client.limits.stats()["gen:latest"].limit == 8
     async with AsyncClient(slow_sim.url, concurrency={"emb": 3}) as client:

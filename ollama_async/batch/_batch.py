@@ -345,7 +345,7 @@ class Batch:
     def _workers(self, model: str, concurrency: int | str | None, path: str) -> Callable[[], Awaitable[int]]:
         """This batch's workers: its own cap, else as many as the client's limiter may ever admit
         (+1, so the next request is ready the moment a slot frees). Asked when the run starts,
-        after the limiter knows the model (an embedding-only model gets one slot)."""
+        after the limiter knows the model (an embedding-only model gets ``EMBED_ONLY_BOUND``)."""
         fixed = None if concurrency is None or concurrency == "auto" else _check_positive(concurrency, "concurrency")
         client = self._client
 
