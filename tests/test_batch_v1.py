@@ -79,3 +79,26 @@ async def test_wire_request_is_openai_pythons_base64_body() -> None:
     assert route.calls.last.request.content == (
         b'{"model":"e","input":["a","b"],"dimensions":4,"encoding_format":"base64"}')
     assert results.vectors.tobytes() == np.stack([vec, vec]).tobytes()
+
+
+async def test_with_several_hosts_one_without_v1_sends_the_batch_native() -> None:
+    from ollama_async.testing import Fleet, ModelSpec
+
+    slow, fast = (ModelSpec(name=EMB, kind="embed", dim=32, embed_ms=ms) for ms in (20, 1))
+    with Fleet([[slow], [fast]]) as fleet:
+        b = fleet[1]  # not the first host: the one whose URL the client's base_url is not
+        seen: list[tuple[str, str, int | None]] = []
+        async with AsyncClient(host=fleet.urls, max_retries=0,
+                               on_request=lambda m: seen.append((m.host, m.path, m.status))) as client:
+            await client.each_host(lambda c: c.embed(EMB, "warm up"))  # both loaded: both get rows
+            b.remove_routes("/v1/embeddings")  # an Ollama from before /v1
+            results = await client.batch.embed(EMB, TEXTS, batch_size=2)
+            assert _batch._v1_known_missing(client._transport)
+            native = np.asarray((await client.embed(EMB, TEXTS)).embeddings, dtype=np.float32)
+        assert b.stats(EMB).requests > 1  # the host without /v1 took part
+    b_host = b.url.removeprefix("http://")
+    misses = [s for host, path, s in seen if host == b_host and path == "/v1/embeddings"]
+    assert misses and set(misses) == {404}
+    assert len(misses) <= 7  # at most the batch's 7 requests under way when the first 404 came back
+    assert not results.errors
+    assert results.vectors.tobytes() == native.tobytes()

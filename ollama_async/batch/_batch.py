@@ -164,7 +164,15 @@ V1_EMBED = "/v1/embeddings"
 
 
 def _v1_known_missing(transport: Transport | Router) -> bool:
-    return transport.base_url in _NO_V1.get(transport.http, ())
+    """A host of this transport answered 404 for ``/v1/embeddings``. With several hosts one such
+    host sends the whole batch native: which host a request goes to is the router's choice at
+    send time, and the native route gives every host the same vectors."""
+    known = _NO_V1.get(transport.http)
+    if not known:
+        return False
+    members = getattr(transport, "members", None)
+    urls = [m.url for m in members] if members else [transport.base_url]
+    return any(url in known for url in urls)
 
 
 def _remember_no_v1(transport: Transport | Router, url: str | None) -> None:

@@ -189,6 +189,13 @@ class Simulator:
         loop.call_soon_threadsafe(run)
         return fut.result(30.0)
 
+    def remove_routes(self, *paths: str) -> None:
+        """Answer ``404 page not found`` (plain text, as Go's router does) for these paths from
+        now on, as a server that predates them does: e.g. ``"/v1/embeddings"`` for an Ollama
+        older than its OpenAI-compatible layer."""
+        for path in paths:
+            self._app.routes.pop(path, None)
+
     # --- introspection ---------------------------------------------------------------------
 
     def stats(self, model: str) -> ModelStats:
