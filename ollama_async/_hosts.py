@@ -225,6 +225,15 @@ class Member:
         old = self.service.get(key)
         self.service[key] = seconds if old is None else old + _EWMA * (seconds - old)
 
+    def observe_final(self, key: str, part: object) -> None:
+        """A stream of ``key`` ended with ``part``: its ``total_duration`` is the server's time.
+        (A stream's wall time is the caller's pace of reading too: without one, nothing is learnt.)"""
+        total = getattr(part, "total_duration", None)
+        if isinstance(total, int):
+            self.observe(key, total / 1e9)
+        else:
+            self.requests += 1
+
     def in_flight(self) -> int:
         return sum(s.in_flight for s in self.limits.stats().values())
 

@@ -14,8 +14,8 @@ endpoint method, stream and batch works unchanged over several servers. Per requ
    server's prompt cache of the conversation is reused.
 3. **Free slot**, then **loaded** (``/api/ps``, or it just answered) over must-load, then the
    **least expected completion time**: ``(in flight + waiting + 1) / bound * service time /
-   weight``, with the host's measured server time for that model, so a slow host gets
-   proportionally less. The request then takes a slot of that host's own limiter (each
+   weight``, with the host's measured server time for that model (``total_duration``; of a
+   stream, its final part's), so a slow host gets proportionally less. The request then takes a slot of that host's own limiter (each
    (host, model) has one, explicit or adaptive, as in a single-host client).
 
 **Failover** happens here, not in the per-host transports (the router's views of them never
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -78,6 +79,8 @@ MISSING_RECHECK = 1.0
 
 #: ``response.extensions`` key of a routed stream's host URL (read by ``_streaming.iter_parts``).
 HOST_EXTENSION = "ollama_async.host"
+#: On a streamed response: called with the stream's final part (the host learns its service time).
+FINAL_EXTENSION = "ollama_async.on_final"
 
 _FAILOVER_STATUSES = frozenset({429, 500, 502, 503, 504})
 _BROADCAST_PATHS = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs/")
@@ -173,12 +176,16 @@ class Router:
                 field="host",
             )
 
+        key = model_key(call.model)
+
         async def send(member: Member) -> tuple[httpx.Response, Lease | None]:
             response, lease = await member.routed.open(call, stream=stream)
             response.extensions[HOST_EXTENSION] = member.url  # errors of the stream name its host
+            response.extensions[FINAL_EXTENSION] = functools.partial(member.observe_final, key)
             return response, lease
 
-        return await self._routed(call, send, call.model)
+        # Open is done when the headers came: the service time is learnt from the final part.
+        return await self._routed(call, send, call.model, observe=False)
 
     # -- hosts ---------------------------------------------------------------------------------
 
@@ -287,8 +294,10 @@ class Router:
         ejected = [m for m in self.members if m.has(key) is not False]
         return min(ejected, key=lambda m: m.health.until) if ejected else None
 
-    async def _routed(self, call: Call, send: Callable[[Member], Awaitable[T]], model: str) -> T:
-        """Send ``call`` on the chosen host; fail over as the module docstring says."""
+    async def _routed(self, call: Call, send: Callable[[Member], Awaitable[T]], model: str, *,
+                      observe: bool = True) -> T:
+        """Send ``call`` on the chosen host; fail over as the module docstring says. ``observe``:
+        learn the host's service time from the result (not for a stream that just opened)."""
         if self._closed:
             raise ClientClosedError("this AsyncClient is closed; create a new one")
         key = model_key(model)
@@ -329,8 +338,9 @@ class Router:
             member.loaded.add(key)
             if member.models is not None:
                 member.models.add(key)
-            total = getattr(result, "total_duration", None)
-            member.observe(key, total / 1e9 if isinstance(total, int) else time.monotonic() - started)
+            if observe:
+                total = getattr(result, "total_duration", None)
+                member.observe(key, total / 1e9 if isinstance(total, int) else time.monotonic() - started)
             return result
 
     def _verdict(self, member: Member, exc: Exception, key: str, attempt: int) -> str:

@@ -135,6 +135,7 @@ async def iter_parts(
             url = host + call.path
             if metrics is not None:
                 metrics.host = host_address(host)
+        on_final = response.extensions.get("ollama_async.on_final")  # several hosts: learn its service time
         handed = 0
         final = False
         last: object = None  # the final part: its timings feed the limiter
@@ -160,6 +161,8 @@ async def iter_parts(
                         if is_final(part):
                             final = True
                             last = part
+                            if on_final is not None:
+                                on_final(part)
                             if metrics is not None:  # complete before the caller sees the final part
                                 metrics.parts = handed
                                 observer.finished(metrics, part)

@@ -365,3 +365,16 @@ def test_host_states_read_from_synchronous_code() -> None:
     assert [(h.url, h.state, h.weight) for h in states] == [
         ("http://a:1", "ejected", 1.0), ("http://b:2", "healthy", 2.0)
     ]
+
+
+async def test_a_stream_teaches_the_router_its_servers_time_not_its_time_to_headers() -> None:
+    with Fleet([[spec(1, token_ms=30, tokens=4)], [spec(1, token_ms=30, tokens=4)]]) as fleet:
+        async with oa.AsyncClient(host=fleet.urls) as client:
+            for _ in range(2):
+                async for _part in await client.generate(M, "hello", stream=True):
+                    await anyio.sleep(0.15)  # a slow reader: its wall time is no server time
+            served = {h.url: h.service_s.get(f"{M}:latest") for h in client.hosts}
+    learnt = [s for s in served.values() if s is not None]
+    assert learnt, served
+    # 4 tokens x 30 ms on the server; the time to headers was a few ms, the reader's pace ~0.75 s
+    assert all(0.08 < s < 0.4 for s in learnt), served
