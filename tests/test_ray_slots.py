@@ -206,12 +206,13 @@ class _FakeBroker:
         async def acquire(session: str, owner: str, want: int) -> list[tuple[int, int, bool]]:
             return [(g, h, table.renewable(h)) for g, h in await table.acquire(session, want, owner)]
 
-        def release(session: str, reports: list[tuple[int, str, float | None, float | None, bool]]) -> None:
+        async def release(session: str, reports: list[tuple[int, str, float | None, float | None, bool]]) -> list[int]:
             self.released.append(reports)
-            table.release(session, [Report(*r) for r in reports])  # type: ignore[arg-type]
+            return table.release(session, [Report(*r) for r in reports])  # type: ignore[arg-type]
 
         self.acquire = _Remote(acquire)
-        self.release = _Remote(release)
+        # as Ray's .remote(): the call runs whether or not its result is awaited
+        self.release = _Remote(lambda *a: asyncio.ensure_future(release(*a)))
         self.heartbeat = _Remote(lambda *a: None)
 
         async def leave(session: str) -> None:
@@ -252,3 +253,37 @@ async def test_a_grant_given_back_unused_frees_its_slot_and_is_not_counted_as_gr
     table.release("s", [Report(g1, "ok"), Report(g2, "unused")])
     (stats,) = table.stats()
     assert (stats.in_use, stats.granted) == (0, 1)
+
+
+async def test_a_session_frees_only_its_own_grants_and_hears_of_renewals_the_table_does_not_know() -> None:
+    table = SlotTable(["a"], [2])
+    ((mine, _),) = await table.acquire("s1", 1)
+    ((theirs, _),) = await table.acquire("s2", 1)
+    assert table.release("s1", [Report(theirs, "ok")]) == []  # not s1's: nothing freed
+    assert table.stats()[0].in_use == 2
+    assert table.release("s1", [Report(mine, "ok", renew=True)]) == []  # known: renewed
+    assert table.release("s1", [Report(12345, "ok", renew=True)]) == [12345]  # e.g. from before a restart
+    assert table.stats()[0].in_use == 2
+
+
+async def test_an_actor_stops_renewing_a_grant_the_broker_no_longer_knows() -> None:
+    from ollama_async.ray._grants import BrokerSlots, Grant
+
+    table = SlotTable(["a"], [1])
+    broker = _FakeBroker(table)
+    slots = BrokerSlots(broker)
+    stale = Grant(99, 0, renewable=True)  # held from a broker that has restarted since
+    nxt = asyncio.ensure_future(slots.acquire())
+    await asyncio.sleep(0.01)  # the pump asks the new broker; it grants the one slot
+    waiting = asyncio.ensure_future(slots.acquire())
+    await asyncio.sleep(0.01)
+    slots.release(stale, "ok")  # renewed to the waiting row, once, and the broker says it is unknown
+    assert await asyncio.wait_for(waiting, 1) == stale and slots.renewed == 1
+    await asyncio.sleep(0.01)
+    again = asyncio.ensure_future(slots.acquire())
+    await asyncio.sleep(0.01)
+    slots.release(stale, "ok")  # not renewed again: back to the broker, which ignores it
+    assert slots.renewed == 1 and not again.done()
+    slots.release(await nxt, "ok")  # the real grant: renewed to the row that waits
+    assert (await asyncio.wait_for(again, 1)).id != 99 and table.stats()[0].max_in_use == 1
+    await slots.aclose()

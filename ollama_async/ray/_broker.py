@@ -57,8 +57,9 @@ class SlotBroker:
         return [(g, h, table.renewable(h)) for g, h in await table.acquire(session, want, owner)]
 
     async def release(self, session: str,
-                      reports: list[tuple[int, Outcome, float | None, float | None, bool]]) -> None:
-        self._started().release(session, [Report(*r) for r in reports])
+                      reports: list[tuple[int, Outcome, float | None, float | None, bool]]) -> list[int]:
+        """Grants done (or renewed); returns the renewed ones it does not know, to stop renewing."""
+        return self._started().release(session, [Report(*r) for r in reports])
 
     async def heartbeat(self, session: str, owner: str) -> None:
         self._started().touch(session, owner)

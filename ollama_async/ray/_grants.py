@@ -89,6 +89,8 @@ class BrokerSlots:
         self._pump: asyncio.Task[None] | None = None
         self._reports: list[tuple[int, Outcome, float | None, float | None, bool]] = []
         self.renewed = 0
+        self._revoked: set[int] = set()  # renewals the broker did not know: never renewed again
+        self._watching: set[asyncio.Task[None]] = set()
         self._flush_scheduled = False
         self._heart: asyncio.Task[None] | None = None
 
@@ -133,7 +135,7 @@ class BrokerSlots:
 
     def release(self, grant: Grant, outcome: Outcome, wall: float | None = None, queue: float | None = None) -> None:
         renew = False
-        if outcome == "ok" and grant.renewable:
+        if outcome == "ok" and grant.renewable and grant.id not in self._revoked:
             waiters = self._waiters
             while waiters and waiters[0].done():
                 waiters.popleft()
@@ -150,7 +152,15 @@ class BrokerSlots:
         self._flush_scheduled = False
         reports, self._reports = self._reports, []
         if reports:
-            self._broker.release.remote(self._session, reports)
+            ref = self._broker.release.remote(self._session, reports)
+            if any(r[4] for r in reports):  # renewals: learn which ones the broker no longer knows
+                task = asyncio.get_running_loop().create_task(self._revoke(ref))
+                self._watching.add(task)
+                task.add_done_callback(self._watching.discard)
+
+    async def _revoke(self, ref: Any) -> None:
+        with contextlib.suppress(Exception):  # the broker restarting: its replacement answers the next
+            self._revoked.update(await ref)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -159,7 +169,7 @@ class BrokerSlots:
                 self._broker.heartbeat.remote(self._session, self._owner)
 
     async def aclose(self) -> None:
-        for task in (self._pump, self._heart):
+        for task in (self._pump, self._heart, *self._watching):
             if task is not None:
                 task.cancel()
         self._flush()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -152,7 +153,9 @@ class SlotTable:
         self._sessions: dict[str, _Session] = {}
         self._owners: dict[str, str] = {}  # owner -> its current session
         self._waiters: deque[_Waiter] = deque()
-        self._ids = itertools.count(1)
+        # Grant ids start at random, so that a restarted broker's ids never match the grants
+        # actors still hold from the one before (their releases must free nothing of the new).
+        self._ids = itertools.count(random.randrange(1, 1 << 52))
         self._timer: asyncio.TimerHandle | None = None
         self.last_active = clock()
 
@@ -223,15 +226,25 @@ class SlotTable:
             self._dispatch()
             raise
 
-    def release(self, session: str, reports: Sequence[Report]) -> None:
-        """Grants are done; their outcome and timings feed the health and adaptive state."""
+    def release(self, session: str, reports: Sequence[Report]) -> list[int]:
+        """Grants are done; their outcome and timings feed the health and adaptive state.
+
+        Only the session's own grants are freed. Returns the renewals the table does not know (a
+        reaped session, or a broker restarted since the grant): the actor must stop renewing
+        those, or it would send beyond the bound for as long as it has rows."""
         self.touch(session)
+        unknown: list[int] = []
         for report in reports:
             grant = self._grants.get(report.grant)
+            if grant is None or grant.session != session:
+                if report.renew:
+                    unknown.append(report.grant)
+                continue
             self._free(report.grant, report)
-            if report.renew and grant is not None and grant.session in self._sessions:
-                self._grant(grant.session, grant.host, True, grant.id)  # in use again, never free between
+            if report.renew:
+                self._grant(session, grant.host, True, grant.id)  # in use again, never free between
         self._dispatch()
+        return unknown
 
     def renewable(self, host_index: int) -> bool:
         """Whether the actors may renew grants of this host themselves (a fixed bound)."""
