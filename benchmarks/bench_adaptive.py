@@ -6,7 +6,7 @@ markdown tables.
 
 For each profile the simulator runs in its own process with two models of that profile: ``gen``
 (generate/chat/stream) and ``emb`` (a model that can embed, with the profile's slots, so the
-adaptive limiter applies; embedding-only models get one slot without any adapting). Request
+adaptive limiter applies; embedding-only models get a fixed 2 without any adapting). Request
 durations are scaled down (4 tokens of a few ms) so that the whole sweep takes minutes; the
 profile's shape (slots, contention) is kept.
 

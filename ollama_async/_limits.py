@@ -118,12 +118,14 @@ class AdaptiveController:
       slots stay full, and the first window's replies measure the excess exactly (next rule).
     - **Server queueing** (signal: the replies' ``queue``, ``total - load - prompt_eval - eval``,
       the server's own measure of slot wait; exact, unaffected by round trips or client load):
-      if on average a whole request or more waited for a slot inside the server, the client
-      sends more than the server has slots. By Little's law, ``level * (1 - queue/wall)``
-      requests in flight keep the server's slots just full, round trips included: take the
-      ``level * queue/wall`` requests that waited off the bound at once. Less than one waiting
-      on average is left to the gradient: that one request, there when a slot frees, hides the
-      client's round trip (worth a few % with short requests, nothing with long ones). With
+      if on average one and a half requests or more waited for a slot inside the server, the
+      client sends more than the server has slots and one pipelined request. By Little's law,
+      ``level * (1 - queue/wall)`` requests in flight keep the server's slots just full, round
+      trips included: take the ``level * queue/wall`` requests that waited off the bound at
+      once. Up to about one waiting on average is left to the gradient: that one request, there
+      when a slot frees, hides the client's round trip (worth a few % with short requests,
+      nothing with long ones); at slots + 1 it waits all the time but for its own round trip,
+      so its average sits near 1.0, and cutting at 1.0 took it away on noise. With
       open-loop traffic (demand below the bound part of the time) this removes only the
       excess, not the idle time. Half a request or more waiting stops any growth.
     - **Throughput gradient** (signal: the client's wall time per request, ``level / wall`` by
@@ -224,10 +226,12 @@ class AdaptiveController:
             excess = level * share  # requests waiting inside the server, on average (Little)
             queued = excess >= 0.5  # enough waiting that more in flight would only wait too
             target = math.ceil(limit - excess - 0.1)
-            # Less than one request waiting on average is what hides the round trip (a slot
-            # that frees finds its next request already there): the gradient judges whether
-            # that is worth it. A whole request or more waiting only moves the client's queue.
-            if excess >= 1.0 and target < limit:
+            # About one request waiting on average is what hides the round trip (a slot that
+            # frees finds its next request already there): the gradient judges whether that is
+            # worth it. At slots + 1 the one waits all the time but for its own round trip, so
+            # the average sits near 1.0 and noise crosses it: only 1.5 or more is a queue that
+            # merely moves the client's wait into the server.
+            if excess >= 1.5 and target < limit:
                 return self._decrease(target, "queue", f"{excess:.1f} requests on average waited for a "
                                       f"slot inside the server ({share:.0%} of their time)")
             if queued and saturated and not any(b < limit for b in self._throughput) and limit > self.minimum:

@@ -128,7 +128,7 @@ def test_converges_to_the_slot_count(slots: int) -> None:
     # At most one above: one request pipelined where the round trip (0.5 ms of 20) would leave
     # a slot idle and the gain pays for it (the gradient's margin), two only for a probe.
     assert sum(limit > slots + 1 for limit in tail) / len(tail) < 0.1
-    assert sum(tail) / len(tail) < slots + 1
+    assert sum(tail) / len(tail) <= slots + 1  # settled at the slots, or one pipelined where it pays
     ideal = 3000 * 0.02 / slots
     assert ideal / run.elapsed > 0.9
 
