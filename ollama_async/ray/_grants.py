@@ -126,23 +126,23 @@ class BrokerSlots:
                 continue
             for grant_id, host, renewable in got:
                 grant = Grant(grant_id, host, renewable)
-                while waiters and waiters[0].done():
-                    waiters.popleft()
-                if waiters:
-                    waiters.popleft().set_result(grant)
-                else:
+                if not self._hand_over(grant):
                     self.release(grant, "unused")  # nobody wants it any more (renewals served them)
 
+    def _hand_over(self, grant: Grant) -> bool:
+        """Give ``grant`` to the oldest row still waiting; False if none is."""
+        waiters = self._waiters
+        while waiters and waiters[0].done():
+            waiters.popleft()  # cancelled while waiting
+        if not waiters:
+            return False
+        waiters.popleft().set_result(grant)
+        return True
+
     def release(self, grant: Grant, outcome: Outcome, wall: float | None = None, queue: float | None = None) -> None:
-        renew = False
-        if outcome == "ok" and grant.renewable and grant.id not in self._revoked:
-            waiters = self._waiters
-            while waiters and waiters[0].done():
-                waiters.popleft()
-            if waiters:
-                waiters.popleft().set_result(grant)
-                renew = True
-                self.renewed += 1
+        renew = outcome == "ok" and grant.renewable and grant.id not in self._revoked and self._hand_over(grant)
+        if renew:
+            self.renewed += 1
         self._reports.append((grant.id, outcome, wall, queue, renew))
         if not self._flush_scheduled:
             self._flush_scheduled = True

@@ -132,13 +132,12 @@ class Batch:
         self._arm(loop)
 
 
-async def spend(batch: Batch | None, seconds: float, since: float | None = None) -> None:
+async def spend(batch: Batch | None, seconds: float, since: float) -> None:
     """Do ``seconds`` of solo work in one go (an embedding): in the batch if there is one, else
-    sleep, counted from ``since`` (loop time: when the slot became the request's) if given."""
+    sleep until ``since`` (loop time: when the slot became the request's) + ``seconds``."""
     if batch is None:
         if seconds > 0:  # compensated as generation's sleeps are: a 32 ms embed takes 32 ms under load too
-            loop = asyncio.get_running_loop()
-            await sleep_until((loop.time() if since is None else since) + seconds)
+            await sleep_until(since + seconds)
         return
     start = batch.join()
     try:
