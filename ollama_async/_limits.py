@@ -94,7 +94,12 @@ class Sample:
     ``full`` says the request found the bound full (it had to wait, or others were waiting):
     demand exceeded the bound, so more in flight could have been used. ``load`` is the reply's
     ``load_duration``: a long one means this request (re)loaded the model, and a reloaded model
-    (or a restarted server) may have another number of slots.
+    (or a restarted server) may have another number of slots. ``idle`` is the time the slot
+    stood free in the client before this request took it (from the release that freed it to this
+    admission: the waiting task's wake-up): part of the slot's cycle, so that ``level / (wall +
+    idle)`` is the throughput (Little's law). Left out, it overstates a bound that leaves the
+    server waiting for the client's hand-over (a few %, more than the gain of one pipelined
+    request is judged by).
     """
 
     level: int
@@ -103,6 +108,7 @@ class Sample:
     settled: bool = True
     full: bool = True
     load: float = 0.0
+    idle: float = 0.0
 
 
 class AdaptiveController:
@@ -128,22 +134,27 @@ class AdaptiveController:
       so its average sits near 1.0, and cutting at 1.0 took it away on noise. With
       open-loop traffic (demand below the bound part of the time) this removes only the
       excess, not the idle time. Half a request or more waiting stops any growth.
-    - **Throughput gradient** (signal: the client's wall time per request, ``level / wall`` by
-      Little's law; the only one that also exists for replies without a breakdown, embed
-      replies): throughput per bound is remembered as a moving average per bound, from windows
-      in which every request found the bound full (else level / wall measures the arrivals;
-      and not the first window after a start, which began with an idle server). A bound must
-      beat the next lower one visited by min(3 %, a quarter of the proportional gain; 5 % for
-      replies without a breakdown, 10 % for a doubling), else (two windows in a row) it steps back there: when only latency grows
-      (hardware saturated before the slots are), more in flight is not worth it. When nothing
-      below the bound was ever measured and the replies have no queue breakdown, the third
-      full window measures half of it once, so that a start above the slots is found out.
-      Batched decoding (each step slower with more active slots)
-      still gains with every slot up to the server's count (+8.5 % from 3 to 4 on the cpu
-      profile), which passes that margin.
+    - **Throughput gradient** (signal: the client's time per slot cycle, ``level / (wall +
+      idle)`` by Little's law, where ``idle`` is the client's own hand-over of a freed slot to
+      the next waiting request; the only signal that also exists for replies without a
+      breakdown, embed replies): throughput per bound is remembered per bound (a running mean
+      over its first windows, then a moving average over about 8; one window measures its bound
+      to some 5 %), from windows in which every request found the bound full (else the rate
+      measures the arrivals; and not the first window after a start, which began with an idle
+      server). A bound must beat the next lower one visited by min(3 %, a quarter of the
+      proportional gain; 5 % for replies without a breakdown, 10 % for a doubling), else (two
+      windows in a row) it steps back there: when only latency grows (hardware saturated before
+      the slots are), more in flight is not worth it. One above a bound, once it has paid that
+      margin three windows in a row, is kept while it pays a third of it (hysteresis: slots + 1
+      gains 5-8 % over the slots with short requests, near the margin, and one margin both ways
+      flipped between the two on noisy windows). When nothing below the bound was ever measured
+      and the replies have no queue breakdown, the third full window measures half of it once,
+      so that a start above the slots is found out. Batched decoding (each step slower with
+      more active slots) still gains with every slot up to the server's count (+8.5 % from 3 to
+      4 on the cpu profile), which passes that margin.
     - **Growth**, while demand fills the bound and the server queues nothing: x2 per window at
-      first (slow start, like TCP's), then +1 probes. After a decrease it waits 2, 4, 8, then 16
-      windows before probing again, so the bound sits at the optimum and only now and then
+      first (slow start, like TCP's), then +1 probes. After a decrease it waits 2, 4, 8, 16, then
+      32 windows before probing again, so the bound sits at the optimum and only now and then
       probes one above it (which, at worst, makes one request wait in the server).
     - **Reload** (signal: a reply's ``load_duration`` longer than its work): the model was
       loaded again, by a restart of the server or after an unload, perhaps with another
@@ -176,6 +187,9 @@ class AdaptiveController:
         self._hold = 0  # windows to wait before the next increase
         self._fails = 0  # decreases since the last increase that held: doubles the hold
         self._strikes = 0  # consecutive windows that did not beat the next lower bound
+        self._passes = 0  # consecutive windows that did
+        self._kept: set[int] = set()  # bounds that beat the next lower one: kept on a lower margin
+        self._seen: dict[int, int] = {}  # bound -> windows measured (the weight of the next one)
         self._busy_from = 0  # 503s of requests admitted before this epoch were already acted on
         self._windows = 0  # full windows since the start or the last reload
         self.signal = "start"  # what the last change acted on: start, queue, gradient, growth, probe, reload, 503
@@ -205,6 +219,8 @@ class AdaptiveController:
     def _reloaded(self, load: float) -> None:
         """The model was loaded again: its slots may differ; relearn from the current bound."""
         self._throughput.clear()
+        self._kept.clear()
+        self._seen.clear()
         self._slow_start = True
         self._hold = self._fails = self._strikes = self._windows = 0
         self._samples = []
@@ -213,7 +229,7 @@ class AdaptiveController:
 
     def _decide(self, samples: list[Sample]) -> bool:
         n, limit = len(samples), self.limit
-        wall = sum(s.wall for s in samples) / n
+        wall = sum(s.wall + s.idle for s in samples) / n  # a slot's cycle: its request, its hand-over
         if wall <= 0:
             return False
         saturated = sum(1 for s in samples if s.full) * 2 >= n
@@ -253,7 +269,10 @@ class AdaptiveController:
             # which only the queue rule (not available here) would have seen.
             return False
         known = self._throughput.get(limit)
-        x = level / wall if known is None else 0.7 * known + 0.3 * level / wall
+        # A running mean over the first windows of a bound, then a moving average over about 8:
+        # one window (a handful of requests) measures its bound to some 5 %, near the margins.
+        seen = self._seen[limit] = self._seen.get(limit, 0) + 1
+        x = level / wall if known is None else known + (level / wall - known) / min(seen, 8)
         self._throughput[limit] = x
         lower = max((b for b in self._throughput if b < limit), default=None)
         if lower is None and not has_queue and limit > self.minimum:
@@ -277,8 +296,16 @@ class AdaptiveController:
             # A doubling must pay by 10 %: the round trip hidden by more in flight is worth a few %.
             # Without a queue breakdown nothing else bounds the drift upwards: a wider margin.
             cap = 0.10 if limit >= 2 * lower else 0.03 if has_queue else 0.05
-            needed = 1.0 + min(cap, self._tolerance * (limit - lower) / lower)
+            margin = min(cap, self._tolerance * (limit - lower) / lower)
+            # Hysteresis: one more than a bound, once it has paid its margin (three windows in a
+            # row), is kept while it pays a third of it. One margin both ways flips between two
+            # bounds whose difference is near it (slots + 1 over the slots, ~5-7 % with short
+            # requests) on every noisy window, and each flip costs a hold at the lower bound.
+            # (Not for larger steps: a start above the slots must still be found out.)
+            kept = limit in self._kept and limit == lower + 1
+            needed = 1.0 + (margin / 3 if kept else margin)
             if x < self._throughput[lower] * needed:
+                self._passes = 0
                 self._strikes += 1
                 if self._strikes >= 2:  # two windows in a row: not one noisy window
                     gain = x / self._throughput[lower] - 1.0
@@ -286,6 +313,9 @@ class AdaptiveController:
                                           f"{lower}, less than the {needed - 1:.1%} it must add")
                 return False
             self._strikes = 0
+            self._passes += 1
+            if self._passes >= 3:
+                self._kept.add(limit)
             if known is None:
                 self._fails = 0  # a new, higher bound paid off
         return self._grow(limit, queued, has_queue)
@@ -303,13 +333,15 @@ class AdaptiveController:
     def _decrease(self, target: int, signal: str, reason: str) -> bool:
         self._slow_start = False
         self._fails += 1
-        self._hold = min(2**self._fails, 16)
-        return self._set(min(target, self.limit - 1), signal, reason)
+        self._hold = min(2**self._fails, 32)
+        target = min(target, self.limit - 1)
+        self._kept = {b for b in self._kept if b <= target}  # what was above is judged afresh
+        return self._set(target, signal, reason)
 
     def _set(self, limit: int, signal: str, reason: str) -> bool:
         limit = min(max(limit, self.minimum), self.maximum)
         self._samples = []
-        self._strikes = 0
+        self._strikes = self._passes = 0
         if limit == self.limit:
             return False
         self.signal = signal
@@ -370,7 +402,7 @@ def _timings(reply: object) -> tuple[int | None, int | None, int | None]:
 class Lease:
     """One slot, held from before the request is sent until its response is finished."""
 
-    __slots__ = ("_limiter", "_released", "_token", "epoch", "full", "level", "settled", "started", "waited")
+    __slots__ = ("_limiter", "_released", "_token", "epoch", "full", "idle", "level", "settled", "started", "waited")
 
     def __init__(self, limiter: ModelLimiter, token: object, waited: float, level: int, epoch: int) -> None:
         self._limiter = limiter
@@ -381,6 +413,7 @@ class Lease:
         self.epoch = epoch
         self.settled = True
         self.full = False
+        self.idle = 0.0  # the slot's hand-over time before this lease took it (Sample.idle)
         self.started = time.monotonic()
 
     def release(
@@ -416,6 +449,7 @@ class ModelLimiter:
         self.kind_known = explicit
         self._capacity: anyio.CapacityLimiter | None = None  # made lazily: needs a running loop
         self._gate_until = 0.0
+        self._freed_at = 0.0  # the last release that handed a slot to a waiting request
         self._probe_lock: anyio.Lock | None = None
         self._epochs: dict[int, int] = {}  # controller epoch -> leases of it in flight
 
@@ -447,12 +481,14 @@ class ModelLimiter:
         start = time.monotonic()
         capacity, stats, token = self._capacity, self.stats, object()
         full = capacity.available_tokens < 1 or stats.waiting > 0
+        idle = 0.0
         if full:
             stats.waiting += 1
             try:
                 await capacity.acquire_on_behalf_of(token)
             finally:
                 stats.waiting -= 1
+            idle = time.monotonic() - max(self._freed_at, start)
         else:
             capacity.acquire_on_behalf_of_nowait(token)
         try:
@@ -474,6 +510,7 @@ class ModelLimiter:
         epochs = self._epochs
         lease.settled = all(e == epoch for e in epochs)  # nothing of an older bound in flight
         lease.full = full
+        lease.idle = idle
         epochs[epoch] = epochs.get(epoch, 0) + 1
         return lease
 
@@ -490,12 +527,15 @@ class ModelLimiter:
     def _release(
         self, lease: Lease, server_ns: int | None, queue_ns: int | None, busy: bool, load_ns: int | None = None
     ) -> None:
+        now = time.monotonic()
         self.stats.in_flight -= 1
         epochs = self._epochs
         left = epochs.pop(lease.epoch, 1) - 1
         if left:
             epochs[lease.epoch] = left
         if self._capacity is not None:
+            if self.stats.waiting:
+                self._freed_at = now
             self._capacity.release_on_behalf_of(lease._token)
         controller = self.controller
         if controller is None:
@@ -503,11 +543,11 @@ class ModelLimiter:
         if busy:
             changed = controller.busy(lease.epoch)
         elif server_ns is not None:
-            wall = time.monotonic() - lease.started
+            wall = now - lease.started
             queue = queue_ns / 1e9 if queue_ns is not None else None
             load = load_ns / 1e9 if load_ns else 0.0
             changed = controller.observe(
-                lease.epoch, Sample(lease.level, wall, queue, lease.settled, lease.full, load)
+                lease.epoch, Sample(lease.level, wall, queue, lease.settled, lease.full, load, lease.idle)
             )
         else:
             return

@@ -38,7 +38,7 @@ class Run:
 def simulate(
     ctrl: AdaptiveController, *, slots: int, n: int, service: float = 0.02, rtt: float = 0.0005,
     noise: float = 0.0, knee: int | None = None, seed: int = 0, busy_ids: frozenset[int] = frozenset(),
-    contention: float = 0.0, breakdown: bool = True, load_first: float = 0.0,
+    contention: float = 0.0, breakdown: bool = True, load_first: float = 0.0, gap: float = 0.0,
 ) -> Run:
     """A client that keeps ``ctrl.limit`` requests in flight against ``slots`` FIFO slots.
 
@@ -48,7 +48,9 @@ def simulate(
     simulator's cpu/gpu profiles) a request that starts with ``n`` active runs
     ``1 + contention * (n - 1)`` times as long. Requests whose number is in ``busy_ids`` get 503.
     ``breakdown=False``: replies without a queue duration (embed replies). ``load_first``: the
-    first reply says the model was loaded for that long (a reload, a restarted server).
+    first reply says the model was loaded for that long (a reload, a restarted server). ``gap``:
+    the client's hand-over, from a reply to the next request it lets in (a waiting task's
+    wake-up), reported as the sample's ``idle``.
     """
     rng = random.Random(seed)
     events: list[tuple[float, int, str, dict[str, float]]] = []
@@ -63,7 +65,7 @@ def simulate(
 
     epochs: dict[int, int] = {}  # epoch -> requests of it in flight (what the limiter tracks)
 
-    def send(now: float) -> None:
+    def send(now: float, idle: float = 0.0) -> None:
         nonlocal in_flight, sent
         while in_flight < ctrl.limit and sent < n:
             in_flight += 1
@@ -71,7 +73,7 @@ def simulate(
             settled = all(e == ctrl.epoch for e in epochs)
             epochs[ctrl.epoch] = epochs.get(ctrl.epoch, 0) + 1
             push(now + rtt / 2, "arrive", {"sent": now, "level": in_flight, "epoch": ctrl.epoch, "id": sent,
-                                           "settled": settled})
+                                           "settled": settled, "idle": idle})
 
     send(0.0)
     now = 0.0
@@ -96,10 +98,11 @@ def simulate(
             else:
                 load = load_first if req["id"] == 1 else 0.0
                 sample = Sample(int(req["level"]), now - req["sent"] + load,
-                                req["start"] - req["arrived"] if breakdown else None, bool(req["settled"]), load=load)
+                                req["start"] - req["arrived"] if breakdown else None, bool(req["settled"]), load=load,
+                                idle=req["idle"])
                 ctrl.observe(int(req["epoch"]), sample)
             run.limits.append(ctrl.limit)
-            send(now)
+            send(now + gap, gap)
         while free > 0 and fifo:
             r = fifo.pop(0)
             free -= 1
@@ -141,7 +144,10 @@ def test_stable_under_noise(slots: int) -> None:
         tail = run.tail(1000)
         assert max(tail) <= slots + 3
         assert min(tail) >= max(1, slots - 2)
-        assert sum(tail) / len(tail) <= slots + 1
+        # At the slots or one above (the round trip's 2.5 % pays its margin), probing one more
+        # now and then: the probes of slots + 2 are short and spaced out.
+        assert sum(tail) / len(tail) <= slots + 1.25
+        assert sum(limit > slots + 1 for limit in tail) / len(tail) < 0.15
         assert ctrl.adjustments < 300  # no thrashing: most windows leave the bound alone
 
 
@@ -203,6 +209,24 @@ def test_samples_without_queue_information_use_the_gradient() -> None:
         ctrl.observe(ctrl.epoch, Sample(ctrl.limit, wall, None))
     assert 4 <= ctrl.limit <= 6
     assert level == 4
+
+
+def test_keeps_one_pipelined_when_it_pays_without_a_queue_breakdown() -> None:
+    # Short requests (16 ms) without a queue breakdown (embed replies), 1 ms round trips and the
+    # client's own hand-over (0.5 ms): slots + 1 gains ~8 % over the slots, near the gradient's
+    # 5 % margin. Counting the hand-over in the slot's cycle and keeping a bound that has paid
+    # unless it falls under a third of the margin hold it there; measured on level / wall alone,
+    # with one margin both ways, it flipped to the slots and back on noisy windows.
+    kw = {"slots": 4, "n": 4000, "service": 0.016, "rtt": 0.001, "gap": 0.0005, "breakdown": False}
+    for seed in range(3):
+        noisy = {**kw, "noise": 0.15, "seed": seed}
+        best = min(simulate(Fixed(initial=b), **noisy).elapsed for b in (4, 5, 6, 8))  # type: ignore[arg-type]
+        ctrl = AdaptiveController()
+        run = simulate(ctrl, **noisy)  # type: ignore[arg-type]
+        assert best / run.elapsed >= 0.97
+        tail = run.tail(1000)
+        assert sum(limit <= 4 for limit in tail) / len(tail) < 0.1  # seldom back at the slots
+        assert max(tail) <= 7
 
 
 # -- the profiles of the simulator: batched decoding ---------------------------------------------
