@@ -16,7 +16,6 @@ it down. Example::
 from __future__ import annotations
 
 import dataclasses
-import socket
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any
@@ -31,11 +30,9 @@ __all__ = ["Fleet"]
 _LATENCIES = ("load_ms", "prompt_ms", "prompt_token_ms", "token_ms", "embed_ms")
 
 
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def _start(sim: Simulator) -> None:
+    sim.start()
+    sim._requested_port = sim.port  # bound on port 0 the first time; restarts come back here
 
 
 class Fleet:
@@ -52,8 +49,10 @@ class Fleet:
         if not specs:
             raise ValueError("a Fleet needs at least one host")
         addr = simulator_kwargs.pop("host", "127.0.0.1")
-        # A fixed port per member (not 0), so that a restart comes back where clients look for it.
-        self.simulators = [Simulator(s, host=addr, port=_free_port(addr), **simulator_kwargs) for s in specs]
+        # Each member binds port 0 on its first start (a port picked here and bound later can be
+        # taken in between, by any socket's ephemeral port: "address already in use"), then
+        # keeps that port, so that a restart comes back where clients look for it.
+        self.simulators = [Simulator(s, host=addr, port=0, **simulator_kwargs) for s in specs]
         self._specs = [list(s) if s is not None else None for s in specs]
 
     @property
@@ -76,7 +75,7 @@ class Fleet:
         """Start member ``index`` again on its port, cold."""
         sim = self.simulators[index]
         if not sim.running:
-            sim.start()
+            _start(sim)
 
     def slow_down(self, index: int, factor: float) -> None:
         """Multiply every latency of member ``index``'s models by ``factor`` (> 1: slower).
@@ -95,7 +94,7 @@ class Fleet:
     def start(self) -> None:
         for sim in self.simulators:
             if not sim.running:
-                sim.start()
+                _start(sim)
 
     def close(self) -> None:
         for sim in self.simulators:
