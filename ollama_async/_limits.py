@@ -142,9 +142,9 @@ class AdaptiveController:
       to some 5 %), from windows in which every request found the bound full (else the rate
       measures the arrivals; and not the first window after a start, which began with an idle
       server). A bound must beat the next lower one visited by min(3 %, a quarter of the
-      proportional gain; 5 % for replies without a breakdown, 10 % for a doubling), else (two
-      windows in a row) it steps back there: when only latency grows (hardware saturated before
-      the slots are), more in flight is not worth it. One above a bound, once it has paid that
+      proportional gain; 5 % for replies without a breakdown, 10 % for a doubling other than 1
+      to 2), else (two windows in a row) it steps back there: when only latency grows (hardware
+      saturated before the slots are), more in flight is not worth it. One above a bound, once it has paid that
       margin three windows in a row, is kept while it pays a third of it (hysteresis: slots + 1
       gains 5-8 % over the slots with short requests, near the margin, and one margin both ways
       flipped between the two on noisy windows). When nothing below the bound was ever measured
@@ -294,8 +294,10 @@ class AdaptiveController:
                 self._hold = 2
         if lower is not None:
             # A doubling must pay by 10 %: the round trip hidden by more in flight is worth a few %.
+            # Not 1 -> 2: that is one slot and one pipelined request, judged like slots + 1
+            # anywhere (one slot x 20 ms: 95 % of the server's capacity at 1, 99.5 % at 2).
             # Without a queue breakdown nothing else bounds the drift upwards: a wider margin.
-            cap = 0.10 if limit >= 2 * lower else 0.03 if has_queue else 0.05
+            cap = 0.10 if limit >= 2 * lower and limit > lower + 1 else 0.03 if has_queue else 0.05
             margin = min(cap, self._tolerance * (limit - lower) / lower)
             # Hysteresis: one more than a bound, once it has paid its margin (three windows in a
             # row), is kept while it pays a third of it. One margin both ways flips between two
