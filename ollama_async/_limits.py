@@ -229,8 +229,8 @@ class AdaptiveController:
 
     def _decide(self, samples: list[Sample]) -> bool:
         n, limit = len(samples), self.limit
-        wall = sum(s.wall + s.idle for s in samples) / n  # a slot's cycle: its request, its hand-over
-        if wall <= 0:
+        cycle = sum(s.wall + s.idle for s in samples) / n  # a slot's cycle: its request, its hand-over
+        if cycle <= 0:
             return False
         saturated = sum(1 for s in samples if s.full) * 2 >= n
         # Requests in flight on average: the bound itself while demand keeps it full.
@@ -238,7 +238,7 @@ class AdaptiveController:
         queued = False
         has_queue = all(s.queue is not None for s in samples)
         if has_queue:
-            share = min(1.0, sum(s.queue or 0.0 for s in samples) / (wall * n))
+            share = min(1.0, sum(s.queue or 0.0 for s in samples) / (cycle * n))
             excess = level * share  # requests waiting inside the server, on average (Little)
             queued = excess >= 0.5  # enough waiting that more in flight would only wait too
             target = math.ceil(limit - excess - 0.1)
@@ -259,20 +259,21 @@ class AdaptiveController:
         if not saturated:
             return False  # demand below the bound: nothing to learn about more or less
         if not all(s.full for s in samples):
-            # Demand filled the bound only part of the window (open-loop traffic): level / wall is
+            # Demand filled the bound only part of the window (open-loop traffic): level / cycle is
             # no measure of what this bound can do, so no gradient; and growth one at a time.
             return self._grow(limit, queued, has_queue, double=False)
         self._windows += 1
         if self._windows == 1 and not has_queue:
             # The first full window after a start or a reload began with an idle server: its
-            # level / wall overstates the bound's throughput when the bound is above the slots,
+            # level / cycle overstates the bound's throughput when the bound is above the slots,
             # which only the queue rule (not available here) would have seen.
             return False
         known = self._throughput.get(limit)
         # A running mean over the first windows of a bound, then a moving average over about 8:
         # one window (a handful of requests) measures its bound to some 5 %, near the margins.
         seen = self._seen[limit] = self._seen.get(limit, 0) + 1
-        x = level / wall if known is None else known + (level / wall - known) / min(seen, 8)
+        rate = level / cycle
+        x = rate if known is None else known + (rate - known) / min(seen, 8)
         self._throughput[limit] = x
         lower = max((b for b in self._throughput if b < limit), default=None)
         if lower is None and not has_queue and limit > self.minimum:

@@ -30,11 +30,6 @@ __all__ = ["Fleet"]
 _LATENCIES = ("load_ms", "prompt_ms", "prompt_token_ms", "token_ms", "embed_ms")
 
 
-def _start(sim: Simulator) -> None:
-    sim.start()
-    sim._requested_port = sim.port  # bound on port 0 the first time; restarts come back here
-
-
 class Fleet:
     """Simulators on ports of their own: one per entry of ``hosts`` (each a list of specs).
 
@@ -50,8 +45,8 @@ class Fleet:
             raise ValueError("a Fleet needs at least one host")
         addr = simulator_kwargs.pop("host", "127.0.0.1")
         # Each member binds port 0 on its first start (a port picked here and bound later can be
-        # taken in between, by any socket's ephemeral port: "address already in use"), then
-        # keeps that port, so that a restart comes back where clients look for it.
+        # taken in between, by any socket's ephemeral port: "address already in use"); a
+        # Simulator keeps that port, so that a restart comes back where clients look for it.
         self.simulators = [Simulator(s, host=addr, port=0, **simulator_kwargs) for s in specs]
         self._specs = [list(s) if s is not None else None for s in specs]
 
@@ -75,7 +70,7 @@ class Fleet:
         """Start member ``index`` again on its port, cold."""
         sim = self.simulators[index]
         if not sim.running:
-            _start(sim)
+            sim.start()
 
     def slow_down(self, index: int, factor: float) -> None:
         """Multiply every latency of member ``index``'s models by ``factor`` (> 1: slower).
@@ -94,7 +89,7 @@ class Fleet:
     def start(self) -> None:
         for sim in self.simulators:
             if not sim.running:
-                _start(sim)
+                sim.start()
 
     def close(self) -> None:
         for sim in self.simulators:

@@ -76,8 +76,7 @@ class Simulator:
             raise ValueError("max_queue must be >= 0")
         specs = list(models) if models is not None else default_models()
         self.host = host
-        self.port = port
-        self._requested_port = port
+        self.port = port  # 0: any free port on the first start; the bound one from then on
         self._app = App(
             specs,
             max_queue=max_queue,
@@ -103,7 +102,9 @@ class Simulator:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        """Start serving in a daemon thread; returns once the port is bound."""
+        """Start serving in a daemon thread; returns once the port is bound.
+
+        A restart binds the port of the first start, so clients find the server where it was."""
         if self.running:
             raise RuntimeError("simulator already running")
         ready = threading.Event()
@@ -116,7 +117,7 @@ class Simulator:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
-            await serve(self._app, self.host, self._requested_port, on_ready, self._stop)
+            await serve(self._app, self.host, self.port, on_ready, self._stop)
 
         def run() -> None:
             try:
